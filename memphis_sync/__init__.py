@@ -1,0 +1,107 @@
+"""memphis-sync: a synchronous, thread-safe, blocking client for the Memphis message broker.
+
+The NATS layer (:class:`Connection`, subscriptions, request/reply) is usable on its own with any
+NATS server; the Memphis API builds on it.
+"""
+
+from ._retry import ReconnectPolicy
+from ._version import __version__
+from .connection import Connection, ConnectionStatus, ServerAddress, TlsOptions
+from .connection import connect as nats_connect
+from .errors import (
+    AuthorizationError,
+    BrokerError,
+    ConnectionClosedError,
+    ConnectTimeout,
+    ConsumerNameInUseError,
+    ConsumerNotFoundError,
+    DrainTimeout,
+    FlushTimeout,
+    ForkedConnectionError,
+    JetStreamError,
+    JetStreamNotEnabledError,
+    LocalProtocolError,
+    MemphisConnectError,
+    MemphisError,
+    MemphisHeaderError,
+    MemphisRequestError,
+    MemphisSchemaError,
+    MemphisTimeoutError,
+    MessageAlreadyAckedError,
+    MessageNotFoundError,
+    MessageTimeout,
+    NetworkError,
+    NoRespondersError,
+    OutboundBufferFullError,
+    PayloadTooLargeError,
+    PermissionViolationError,
+    ProtocolError,
+    ReadError,
+    RemoteProtocolError,
+    RequestTimeout,
+    ServerError,
+    SlowConsumerError,
+    StaleConnectionError,
+    StreamNameInUseError,
+    StreamNotFoundError,
+    SubscriptionClosedError,
+    WriteError,
+    WrongLastSequenceError,
+)
+from .headers import Headers
+from .protocol import Msg
+from .subscription import Subscription
+
+__all__ = [
+    # NATS layer
+    "nats_connect",
+    "Connection",
+    "ConnectionStatus",
+    "ServerAddress",
+    "TlsOptions",
+    "ReconnectPolicy",
+    "Subscription",
+    "Msg",
+    "Headers",
+    # errors
+    "MemphisError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "PayloadTooLargeError",
+    "NetworkError",
+    "MemphisConnectError",
+    "ReadError",
+    "WriteError",
+    "ConnectionClosedError",
+    "StaleConnectionError",
+    "OutboundBufferFullError",
+    "ForkedConnectionError",
+    "MemphisTimeoutError",
+    "ConnectTimeout",
+    "RequestTimeout",
+    "FlushTimeout",
+    "MessageTimeout",
+    "DrainTimeout",
+    "SubscriptionClosedError",
+    "AuthorizationError",
+    "PermissionViolationError",
+    "ServerError",
+    "SlowConsumerError",
+    "NoRespondersError",
+    "JetStreamError",
+    "JetStreamNotEnabledError",
+    "StreamNotFoundError",
+    "StreamNameInUseError",
+    "ConsumerNotFoundError",
+    "ConsumerNameInUseError",
+    "WrongLastSequenceError",
+    "MessageNotFoundError",
+    "MessageAlreadyAckedError",
+    "MemphisRequestError",
+    "MemphisHeaderError",
+    "MemphisSchemaError",
+    "BrokerError",
+    # version
+    "__version__",
+]

@@ -1,0 +1,69 @@
+"""Every default number and string of memphis-sync, each with its precedent or reason.
+
+The NATS layer (connection, JetStream) measures time in seconds (floats), like the stdlib,
+nats-py and redis-py. The Memphis layer keeps the official SDK's ``*_ms`` names and converts
+once, at its boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Memphis brokers listen for clients on 6666 (Memphis docs and every official SDK).
+MEMPHIS_PORT: Final = 6666
+#: Plain NATS servers listen on 4222.
+NATS_PORT: Final = 4222
+
+#: TCP + handshake timeout; nats.go and nats-py both use 2 s.
+CONNECT_TIMEOUT: Final = 2.0
+#: Reconnect wait between attempts; the Memphis SDK default reconnect_interval_ms is 1500.
+RECONNECT_WAIT: Final = 1.5
+#: Cap of the exponential reconnect wait.
+RECONNECT_WAIT_MAX: Final = 10.0
+#: Random extra wait added to each reconnect sleep, spreading a herd of clients (nats.go: 0.1 s).
+RECONNECT_JITTER: Final = 0.1
+#: Reconnect attempts before giving up; -1 = forever (the Memphis SDK default max_reconnect).
+MAX_RECONNECT: Final = -1
+#: Publishes buffered while disconnected, in bytes (nats-py 2 MiB, nats.go 8 MiB).
+RECONNECT_BUFFER_SIZE: Final = 8 * 1024 * 1024
+
+#: Client PING interval; ADR-40, nats.go and nats-py use 2 minutes.
+PING_INTERVAL: Final = 120.0
+#: Outstanding PINGs after which the connection is stale (ADR-40, nats.go, nats-py: 2).
+MAX_PINGS_OUTSTANDING: Final = 2
+
+#: flush() timeout (nats.go and nats-py: 10 s).
+FLUSH_TIMEOUT: Final = 10.0
+#: Default request() timeout: nats-py uses 0.5 s, nats.go none; 5 s matches JetStream's API wait.
+REQUEST_TIMEOUT: Final = 5.0
+#: drain() timeout (nats.go and nats-py: 30 s).
+DRAIN_TIMEOUT: Final = 30.0
+#: Subscription.next_msg() default wait (nats-py: 1 s).
+NEXT_MSG_TIMEOUT: Final = 1.0
+
+#: Buffered outbound bytes at which a publisher writes inline instead of waiting for the
+#: flusher thread (nats.go's write buffer is 32 KiB; larger writes amortize syscalls better).
+WRITE_HIGH_WATER: Final = 64 * 1024
+#: recv() size for the reader thread.
+READ_SIZE: Final = 256 * 1024
+
+#: Pending limits of one subscription before it is a slow consumer (nats.go: 500k msgs / 64 MiB).
+SUB_PENDING_MSGS: Final = 512 * 1024
+SUB_PENDING_BYTES: Final = 64 * 1024 * 1024
+
+#: Prefix of reply inboxes (every NATS client uses ``_INBOX``).
+INBOX_PREFIX: Final = "_INBOX"
+
+#: Client name sent in CONNECT ``lang``.
+LANG: Final = "python-memphis-sync"
+
+#: JetStream API prefix and API request timeout (nats.go and nats-py: 5 s).
+JS_API_PREFIX: Final = "$JS.API"
+JS_API_TIMEOUT: Final = 5.0
+#: ADR-22: retry a publish answered with 503 (no responders, leader election) 2 more times, 250 ms apart.
+JS_PUB_RETRY_ATTEMPTS: Final = 2
+JS_PUB_RETRY_WAIT: Final = 0.25
+#: Acks in flight for pipelined publish (nats.go and nats-py: 4000).
+JS_PUB_MAX_PENDING: Final = 4000
+#: fetch() default wait (nats-py: 5 s).
+JS_FETCH_TIMEOUT: Final = 5.0

@@ -1,0 +1,93 @@
+"""The reconnect policy and the one place that builds tenacity objects from it.
+
+Why tenacity: the reconnect loop is "try the next server; on a network failure wait (fixed or
+exponential, plus jitter) and try again, up to N attempts or forever; log before each sleep".
+That is exactly a ``tenacity.Retrying``; writing it by hand would duplicate a well-tested
+library. The connection calls :func:`build_retrying` once per disconnect and runs its attempt
+function inside it. Tests inject ``tenacity.wait_none()`` through :attr:`ReconnectPolicy.wait`
+overrides (``wait=0``) so they never sleep.
+
+One attempt = one connect try to one server of the pool (servers rotate between attempts).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Optional
+
+import attrs
+import tenacity
+
+from . import _defaults
+from .errors import AuthorizationError, NetworkError
+
+__all__ = ["ReconnectPolicy", "build_retrying"]
+
+logger = logging.getLogger("memphis_sync.connection")
+
+
+def _non_negative(instance: object, attribute: "attrs.Attribute[float]", value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _attempts(instance: object, attribute: "attrs.Attribute[int]", value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+        raise ValueError(f"{attribute.name} must be an int >= -1 (-1 = forever), got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ReconnectPolicy:
+    """How a connection reconnects after losing its server.
+
+    Attributes:
+        enabled: reconnect at all; when False a lost connection is closed.
+        max_attempts: connect attempts before giving up; -1 = forever, 0 = never retry.
+            Honoured as given (no silent cap). Default: ``_defaults.MAX_RECONNECT``.
+        wait: seconds between attempts (``_defaults.RECONNECT_WAIT``); the first attempt after a
+            disconnect is immediate.
+        wait_max: cap of the wait when ``backoff`` > 1 (``_defaults.RECONNECT_WAIT_MAX``).
+        backoff: multiplier of the wait after each failed attempt; 1 = fixed wait.
+        jitter: up to this many random seconds added to each wait (``_defaults.RECONNECT_JITTER``).
+    """
+
+    enabled: bool = True
+    max_attempts: int = attrs.field(default=_defaults.MAX_RECONNECT, validator=_attempts)
+    wait: float = attrs.field(default=_defaults.RECONNECT_WAIT, validator=_non_negative)
+    wait_max: float = attrs.field(default=_defaults.RECONNECT_WAIT_MAX, validator=_non_negative)
+    backoff: float = attrs.field(default=1.0, validator=_non_negative)
+    jitter: float = attrs.field(default=_defaults.RECONNECT_JITTER, validator=_non_negative)
+
+
+def build_retrying(policy: ReconnectPolicy, stop_event: Optional[threading.Event] = None) -> tenacity.Retrying:
+    """Build the ``tenacity.Retrying`` that drives one reconnect episode.
+
+    Network failures and authorization failures are retried (the connection itself drops a
+    server whose credentials are refused twice); anything else propagates at once. Sleeping
+    uses ``stop_event.wait`` so ``close()`` interrupts a reconnect wait immediately.
+    """
+    if policy.max_attempts < 0:
+        stop: tenacity.stop.stop_base = tenacity.stop_never
+    else:
+        stop = tenacity.stop_after_attempt(max(1, policy.max_attempts))
+    if stop_event is not None:
+        event = stop_event
+        stop = stop | (lambda state: event.is_set())
+    if policy.backoff > 1:
+        wait: tenacity.wait.wait_base = tenacity.wait_exponential(
+            multiplier=policy.wait, exp_base=policy.backoff, max=policy.wait_max
+        )
+    else:
+        wait = tenacity.wait_fixed(policy.wait)
+    if policy.jitter:
+        wait = wait + tenacity.wait_random(0, policy.jitter)
+    sleep = stop_event.wait if stop_event is not None else tenacity.nap.sleep
+    return tenacity.Retrying(
+        stop=stop,
+        wait=wait,
+        sleep=sleep,
+        retry=tenacity.retry_if_exception_type((NetworkError, AuthorizationError)),
+        before_sleep=tenacity.before_sleep_log(logger, logging.WARNING),
+        reraise=True,
+    )

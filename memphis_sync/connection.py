@@ -1,0 +1,1267 @@
+"""A thread-safe, blocking NATS connection: one socket, a reader thread and a flusher thread.
+
+Theory of operation
+-------------------
+Threads (``<n>`` is a per-process connection number):
+
+* ``memphis-sync-reader-<n>`` owns the read side of the socket and the sans-IO parser. It routes
+  each message to its subscription (which only enqueues it, or runs a non-blocking internal
+  handler such as the request mux), answers server PINGs, matches PONGs to ``flush()`` waiters
+  and handles INFO and -ERR. When the socket fails it runs the reconnect loop itself (driven by
+  tenacity, see ``_retry``), so exactly one thread ever replaces the socket.
+* ``memphis-sync-flusher-<n>`` writes what publishers queued and sends the client PINGs that
+  detect a dead server. Publishing threads append complete frames to a deque (an atomic
+  operation) and wake the flusher once per batch, so many small publishes become few
+  ``sendall`` calls; a publisher that finds more than ``WRITE_HIGH_WATER`` bytes queued writes
+  them itself (back-pressure). Calls that wait for an answer (``request``, ``flush``) write
+  inline to save the flusher's wake-up latency.
+* ``memphis-sync-events-<n>`` (started on first use) runs the user's connection callbacks.
+* Callback subscriptions each have a worker thread (see ``subscription``).
+
+Locks, in the only order they are ever nested: ``_state_lock`` → ``_send_lock``.
+
+* ``_send_lock`` serializes socket writes: every byte string written is a sequence of whole
+  frames, so frames never interleave. Held during ``sendall`` only.
+* ``_state_lock`` guards status, the subscription table, the pending-PONG queue and the reconnect
+  buffer accounting. No socket I/O and no user code runs while it is held... except the reconnect
+  re-subscription, which takes ``_send_lock`` inside it so that no publish can slip between the
+  new CONNECT and the re-sent SUBs.
+
+Invariants:
+
+* Frames are complete ``bytes`` objects before they are queued; validation happens before that,
+  so a bad subject or header raises in the caller and nothing is written.
+* After a reconnect the SUBs are written before any buffered publish.
+* User callbacks never run on the reader thread, and never with a lock held.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import os
+import queue as queue_mod
+import random
+import ssl
+import threading
+import time
+from enum import Enum
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from urllib.parse import unquote, urlsplit
+
+import attrs
+
+from . import _defaults
+from ._nuid import Nuid
+from ._retry import ReconnectPolicy, build_retrying
+from ._version import __version__
+from .errors import (
+    AuthorizationError,
+    ConnectionClosedError,
+    ConnectTimeout,
+    DrainTimeout,
+    FlushTimeout,
+    ForkedConnectionError,
+    LocalProtocolError,
+    MemphisConnectError,
+    MemphisError,
+    NetworkError,
+    NoRespondersError,
+    OutboundBufferFullError,
+    PayloadTooLargeError,
+    PermissionViolationError,
+    ProtocolError,
+    ReadError,
+    RequestTimeout,
+    StaleConnectionError,
+    error_from_server,
+)
+from .headers import Headers
+from .protocol import (
+    EOF,
+    NEED_DATA,
+    PING,
+    PONG,
+    Err,
+    Info,
+    Msg,
+    Parser,
+    Ping,
+    Pong,
+    encode_connect,
+    encode_hpub,
+    encode_pub,
+    encode_sub,
+    encode_unsub,
+    validate_publish_subject,
+)
+from .subscription import MessageHandler, Subscription
+from .transport import SocketStream, Stream, TlsStream, open_tcp
+
+__all__ = ["Connection", "ConnectionStatus", "TlsOptions", "ServerAddress", "connect"]
+
+logger = logging.getLogger(__name__)
+
+HeadersLike = Union[Headers, Mapping[str, str], None]
+Callback = Callable[["Connection"], None]
+ErrorCallback = Callable[["Connection", BaseException], None]
+
+_conn_ids = itertools.count(1)
+
+# Bumped in every forked child; a connection compares it with the value it was created under.
+_fork_generation = [0]
+
+
+def _bump_fork_generation() -> None:
+    _fork_generation[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_bump_fork_generation)
+
+
+class ConnectionStatus(Enum):
+    """Where a :class:`Connection` is in its life."""
+
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    RECONNECTING = "RECONNECTING"
+    DRAINING = "DRAINING"
+    CLOSED = "CLOSED"
+
+
+CONNECTING = ConnectionStatus.CONNECTING
+CONNECTED = ConnectionStatus.CONNECTED
+RECONNECTING = ConnectionStatus.RECONNECTING
+DRAINING = ConnectionStatus.DRAINING
+CLOSED = ConnectionStatus.CLOSED
+
+#: Allowed status transitions; ``_set_status`` refuses anything else.
+TRANSITIONS: Dict[ConnectionStatus, Set[ConnectionStatus]] = {
+    CONNECTING: {CONNECTED, CLOSED},
+    CONNECTED: {RECONNECTING, DRAINING, CLOSED},
+    RECONNECTING: {CONNECTED, DRAINING, CLOSED},
+    DRAINING: {CLOSED, RECONNECTING, CONNECTED},
+    CLOSED: set(),
+}
+
+
+@attrs.frozen(kw_only=True)
+class TlsOptions:
+    """TLS settings. Server verification is on by default.
+
+    Attributes:
+        ca_file: CA bundle that signs the server certificate (default: the system store).
+        cert_file / key_file: client certificate and key, for mutual TLS.
+        verify: verify the server's certificate chain and host name (keep on outside tests).
+        hostname: name to verify instead of the URL's host (useful for IP addresses).
+        context: a ready ``ssl.SSLContext``; overrides the file options.
+    """
+
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    verify: bool = True
+    hostname: Optional[str] = None
+    context: Optional[ssl.SSLContext] = None
+
+    def build_context(self) -> ssl.SSLContext:
+        """Return the ``SSLContext`` these options describe."""
+        if self.context is not None:
+            return self.context
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file or None)
+        if not self.verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file or None)
+        return ctx
+
+
+@attrs.define
+class ServerAddress:
+    """One server of the pool."""
+
+    host: str
+    port: int
+    tls: bool = False
+    discovered: bool = False
+    user: Optional[str] = None
+    password: Optional[str] = None
+    token: Optional[str] = None
+    tls_name: Optional[str] = None
+    auth_failures: int = 0
+
+    @classmethod
+    def parse(cls, text: str, *, discovered: bool = False, default_port: int = _defaults.NATS_PORT) -> "ServerAddress":
+        """Parse ``nats://[user:pass@]host:port``, ``tls://...``, ``host:port`` or ``host``."""
+        raw = text.strip()
+        if not raw:
+            raise LocalProtocolError("empty server address")
+        if "://" not in raw:
+            raw = "nats://" + raw
+        parts = urlsplit(raw)
+        scheme = parts.scheme.lower()
+        if scheme not in ("nats", "tls"):
+            raise LocalProtocolError(f"unsupported server URL scheme {parts.scheme!r} in {text!r}")
+        try:
+            port = parts.port or default_port
+        except ValueError as exc:
+            raise LocalProtocolError(f"bad port in server address {text!r}") from exc
+        host = parts.hostname
+        if not host:
+            raise LocalProtocolError(f"no host in server address {text!r}")
+        user = password = token = None
+        if parts.username is not None:
+            if parts.password is not None:
+                user, password = unquote(parts.username), unquote(parts.password)
+            else:
+                token = unquote(parts.username)
+        return cls(host=host, port=port, tls=scheme == "tls", discovered=discovered, user=user, password=password, token=token)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'tls' if self.tls else 'nats'}://{host}:{self.port}"
+
+
+class _Waiter:
+    """A one-shot slot the reader thread fills; waiting is a plain lock acquire (fast, interruptible)."""
+
+    __slots__ = ("_lock", "value", "error")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.value: Optional[Msg] = None
+        self.error: Optional[BaseException] = None
+
+    def set(self, value: Optional[Msg], error: Optional[BaseException] = None) -> None:
+        self.value = value
+        self.error = error
+        try:
+            self._lock.release()
+        except RuntimeError:  # already set
+            pass
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        if timeout is None:
+            return self._lock.acquire()
+        return self._lock.acquire(timeout=max(0.0, timeout))
+
+
+def _parse_servers(servers: Union[str, Sequence[str]]) -> List[ServerAddress]:
+    if isinstance(servers, str):
+        items = [s for s in servers.split(",") if s.strip()]
+    else:
+        items = list(servers)
+    if not items:
+        raise LocalProtocolError("no server address given")
+    return [ServerAddress.parse(s) for s in items]
+
+
+class Connection:
+    """A thread-safe connection to a NATS server (or cluster). Share one between threads.
+
+    Create it with :func:`connect` (or construct and call :meth:`connect`). Every blocking method
+    takes a ``timeout`` in seconds.
+
+    Args:
+        servers: one address or a list (``nats://host:port``, ``tls://host:port``, ``host:port``),
+            or a comma-separated string. More are learned from the server's INFO.
+        name: client name shown by the server's monitoring.
+        token / user / password: credentials (one of token or user+password). Credentials in
+            a URL (``nats://token@host``, ``nats://user:pass@host``) work too.
+        tls: :class:`TlsOptions` to use TLS (also used when the server requires TLS).
+        connect_timeout: seconds for TCP connect plus handshake (``_defaults.CONNECT_TIMEOUT``).
+        reconnect: a :class:`ReconnectPolicy` (``ReconnectPolicy(enabled=False)`` disables it).
+        reconnect_buffer_size: bytes of publishes kept while disconnected; 0 = fail at once.
+        ping_interval / max_pings_outstanding: client liveness check.
+        no_echo: do not receive our own publishes.
+        randomize: shuffle the server pool (cluster load spreading).
+        ignore_discovered_servers: do not add servers learned from INFO ``connect_urls``.
+        inbox_prefix: prefix of request reply subjects.
+        retry_on_failed_connect: apply the reconnect policy to the first connect too.
+        on_disconnected / on_reconnected / on_closed: ``callback(conn)``.
+        on_error: ``callback(conn, exc)`` for asynchronous errors (server -ERR, slow consumers).
+        on_discovered_server: ``callback(conn)`` when INFO adds servers.
+        on_lame_duck: ``callback(conn)`` when the server enters lame duck mode.
+    """
+
+    def __init__(
+        self,
+        servers: Union[str, Sequence[str]] = f"nats://127.0.0.1:{_defaults.NATS_PORT}",
+        *,
+        name: Optional[str] = None,
+        token: Optional[str] = None,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        tls: Optional[TlsOptions] = None,
+        connect_timeout: float = _defaults.CONNECT_TIMEOUT,
+        reconnect: Optional[ReconnectPolicy] = None,
+        reconnect_buffer_size: int = _defaults.RECONNECT_BUFFER_SIZE,
+        ping_interval: float = _defaults.PING_INTERVAL,
+        max_pings_outstanding: int = _defaults.MAX_PINGS_OUTSTANDING,
+        no_echo: bool = False,
+        randomize: bool = False,
+        ignore_discovered_servers: bool = False,
+        inbox_prefix: str = _defaults.INBOX_PREFIX,
+        retry_on_failed_connect: bool = False,
+        on_disconnected: Optional[Callback] = None,
+        on_reconnected: Optional[Callback] = None,
+        on_closed: Optional[Callback] = None,
+        on_error: Optional[ErrorCallback] = None,
+        on_discovered_server: Optional[Callback] = None,
+        on_lame_duck: Optional[Callback] = None,
+    ) -> None:
+        if token is not None and (user is not None or password is not None):
+            raise LocalProtocolError("give either token or user/password, not both")
+        if (user is None) != (password is None):
+            raise LocalProtocolError("user and password must be given together")
+        if connect_timeout <= 0:
+            raise LocalProtocolError(f"connect_timeout must be > 0, got {connect_timeout!r}")
+        if reconnect_buffer_size < 0:
+            raise LocalProtocolError(f"reconnect_buffer_size must be >= 0, got {reconnect_buffer_size!r}")
+        if ping_interval <= 0 or max_pings_outstanding < 1:
+            raise LocalProtocolError("ping_interval must be > 0 and max_pings_outstanding >= 1")
+        validate_publish_subject(inbox_prefix)
+        self._id = next(_conn_ids)
+        self._pool = _parse_servers(servers)
+        if randomize:
+            random.shuffle(self._pool)
+        self.name = name
+        self._token, self._user, self._password = token, user, password
+        self._tls = tls
+        self._tls_context: Optional[ssl.SSLContext] = None
+        self.connect_timeout = connect_timeout
+        self.reconnect_policy = reconnect or ReconnectPolicy()
+        self.reconnect_buffer_size = reconnect_buffer_size
+        self.ping_interval = ping_interval
+        self.max_pings_outstanding = max_pings_outstanding
+        self.no_echo = no_echo
+        self.ignore_discovered_servers = ignore_discovered_servers
+        self.inbox_prefix = inbox_prefix
+        self.retry_on_failed_connect = retry_on_failed_connect
+        self._callbacks: Dict[str, Any] = {
+            "disconnected": on_disconnected,
+            "reconnected": on_reconnected,
+            "closed": on_closed,
+            "error": on_error,
+            "discovered_server": on_discovered_server,
+            "lame_duck": on_lame_duck,
+        }
+        self._init_runtime_state()
+
+    def _init_runtime_state(self) -> None:
+        """(Re)create every lock, queue and table (also used in a forked child)."""
+        self._status = CONNECTING
+        self._state_lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._fork_gen = _fork_generation[0]
+        self._pid = os.getpid()
+        self._stream: Optional[Stream] = None
+        self._parser: Optional[Parser] = None
+        self._info: Optional[Info] = None
+        self._current: Optional[ServerAddress] = None
+        self._max_payload = 1024 * 1024
+        self._pending: Deque[bytes] = collections.deque()
+        self._pending_bytes = 0
+        self._flush_kicked = False
+        self._kick = threading.Event()
+        self._closing = threading.Event()
+        self._pongs: Deque[Optional[_Waiter]] = collections.deque()
+        self._pings_out = 0
+        self._subs: Dict[int, Subscription] = {}
+        self._sids = itertools.count(1)
+        self._nuid = Nuid()
+        self._resp_sub: Optional[Subscription] = None
+        self._resp_prefix = ""
+        self._resp_map: Dict[str, _Waiter] = {}
+        self._resp_tokens = itertools.count(1)
+        self._reader: Optional[threading.Thread] = None
+        self._flusher: Optional[threading.Thread] = None
+        self._events: Optional["queue_mod.SimpleQueue[Any]"] = None
+        self._events_thread: Optional[threading.Thread] = None
+        self.last_error: Optional[BaseException] = None
+        self.stats = {"in_msgs": 0, "out_msgs": 0, "reconnects": 0}
+
+    # -- public state ----------------------------------------------------------------------
+
+    @property
+    def status(self) -> ConnectionStatus:
+        """The current :class:`ConnectionStatus`."""
+        return self._status
+
+    def is_connected(self) -> bool:
+        """True while connected (not reconnecting, draining or closed)."""
+        return self._status is CONNECTED
+
+    def is_reconnecting(self) -> bool:
+        """True while the connection is trying to get a server back."""
+        return self._status is RECONNECTING
+
+    def is_closed(self) -> bool:
+        """True after ``close()``/``drain()`` or after reconnecting gave up."""
+        return self._status is CLOSED
+
+    @property
+    def server_info(self) -> Optional[Info]:
+        """The INFO of the server we are connected to (None before connecting)."""
+        return self._info
+
+    @property
+    def connected_url(self) -> Optional[str]:
+        """URL of the current server, or None when not connected."""
+        return self._current.url if self._current is not None and self._status is CONNECTED else None
+
+    @property
+    def servers(self) -> List[str]:
+        """URLs of the server pool (given plus discovered)."""
+        with self._state_lock:
+            return [s.url for s in self._pool]
+
+    @property
+    def max_payload(self) -> int:
+        """The server's ``max_payload`` in bytes (headers plus payload of one message)."""
+        return self._max_payload
+
+    def __repr__(self) -> str:
+        url = self._current.url if self._current is not None else self._pool[0].url
+        return f"<Connection {url} {self._status.value} subs={len(self._subs)}>"
+
+    def __enter__(self) -> "Connection":
+        if self._status is CONNECTING and self._stream is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def connect(self) -> "Connection":
+        """Connect to the first server of the pool that answers, then start the threads.
+
+        Raises:
+            AuthorizationError: the server refused the credentials.
+            ConnectTimeout: no server completed the handshake in ``connect_timeout``.
+            MemphisConnectError: no server could be reached.
+        """
+        if self._status is not CONNECTING or self._stream is not None:
+            raise MemphisConnectError(f"connection is {self._status.value}; connect() may be called once")
+        if self.retry_on_failed_connect:
+            self._retry_connect()
+        else:
+            last: Optional[BaseException] = None
+            for _ in range(len(self._pool)):
+                server = self._pool[0]
+                try:
+                    self._attempt(server)
+                    last = None
+                    break
+                except AuthorizationError:
+                    raise
+                except NetworkError as exc:
+                    last = exc
+                    self._rotate()
+            if last is not None:
+                raise last
+        self._set_status(CONNECTED)
+        self._start_threads()
+        return self
+
+    def _rotate(self) -> None:
+        with self._state_lock:
+            if len(self._pool) > 1:
+                self._pool.append(self._pool.pop(0))
+
+    def _retry_connect(self) -> None:
+        for attempt in build_retrying(self.reconnect_policy, self._closing):
+            with attempt:
+                server = self._pool[0]
+                try:
+                    self._attempt(server)
+                except (NetworkError, AuthorizationError):
+                    self._rotate()
+                    raise
+
+    def _attempt(self, server: ServerAddress) -> None:
+        """Connect to one server and complete the handshake; on success install the stream."""
+        deadline = time.monotonic() + self.connect_timeout
+        logger.debug("connecting to %s", server.url)
+        sock = open_tcp(server.host, server.port, self.connect_timeout)
+        stream: Stream = SocketStream(sock)
+        try:
+            parser = Parser()
+            info = self._read_info(stream, parser, deadline)
+            use_tls = server.tls or self._tls is not None or info.tls_required
+            if use_tls:
+                if self._tls_context is None:
+                    self._tls_context = (self._tls or TlsOptions()).build_context()
+                hostname = (self._tls.hostname if self._tls else None) or server.tls_name or server.host
+                stream = TlsStream(sock, self._tls_context, hostname, max(0.01, deadline - time.monotonic()), self._kick_flusher)
+            stream.write(encode_connect(self._connect_options(server, info, use_tls)) + PING)
+            self._await_pong(stream, parser, deadline)
+        except BaseException:
+            stream.close()
+            raise
+        server.auth_failures = 0
+        parser.max_payload = info.max_payload
+        with self._state_lock:
+            self._stream, self._parser, self._info, self._current = stream, parser, info, server
+            self._max_payload = info.max_payload
+            self._pings_out = 0
+        self._absorb_info(info, initial=True)
+        logger.info("connected to %s (server %s %s)", server.url, info.server_id, info.version)
+
+    def _read_info(self, stream: Stream, parser: Parser, deadline: float) -> Info:
+        while True:
+            event = self._next_handshake_event(stream, parser, deadline, "INFO")
+            if isinstance(event, Info):
+                return event
+            raise MemphisConnectError(f"expected INFO from the server, got {event!r}")
+
+    def _await_pong(self, stream: Stream, parser: Parser, deadline: float) -> None:
+        while True:
+            event = self._next_handshake_event(stream, parser, deadline, "PONG")
+            if isinstance(event, Pong):
+                return
+            if isinstance(event, Err):
+                exc = error_from_server(event.message)
+                if isinstance(exc, AuthorizationError):
+                    raise exc
+                raise MemphisConnectError(f"handshake refused: {event.message}") from exc
+            if isinstance(event, Ping):
+                stream.write(PONG)
+            # INFO / +OK during the handshake are harmless
+
+    def _next_handshake_event(self, stream: Stream, parser: Parser, deadline: float, waiting_for: str) -> Any:
+        while True:
+            event = parser.next_event()
+            if event is not NEED_DATA:
+                if event is EOF:
+                    raise MemphisConnectError(f"server closed the connection while we waited for {waiting_for}")
+                return event
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectTimeout(f"no {waiting_for} from the server within {self.connect_timeout} s")
+            try:
+                data = stream.read(65536, timeout=left)
+            except ReadError as exc:
+                raise MemphisConnectError(f"handshake failed: {exc}") from exc
+            parser.receive_data(data)
+
+    def _connect_options(self, server: ServerAddress, info: Info, use_tls: bool) -> Dict[str, Any]:
+        opts: Dict[str, Any] = {
+            "verbose": False,
+            "pedantic": False,
+            "tls_required": use_tls,
+            "lang": _defaults.LANG,
+            "version": __version__,
+            "protocol": 1,
+            "echo": not self.no_echo,
+            "headers": True,
+            "no_responders": True,
+        }
+        if self.name:
+            opts["name"] = self.name
+        user, password = self._user, self._password
+        token = self._token
+        if user is None and token is None:
+            user, password, token = server.user, server.password, server.token
+        if user is not None:
+            opts["user"], opts["pass"] = user, password
+        elif token is not None:
+            opts["auth_token"] = token
+        return opts
+
+    def _absorb_info(self, info: Info, *, initial: bool = False) -> None:
+        """Apply an INFO: payload limit, discovered servers, lame duck mode."""
+        self._info = info
+        self._max_payload = info.max_payload
+        if self._parser is not None:
+            self._parser.max_payload = info.max_payload
+        added = False
+        if not self.ignore_discovered_servers and info.connect_urls:
+            use_tls = self._current.tls if self._current is not None else False
+            with self._state_lock:
+                known = {(s.host, s.port) for s in self._pool}
+                for url in info.connect_urls:
+                    try:
+                        server = ServerAddress.parse(url, discovered=True)
+                    except LocalProtocolError:
+                        logger.warning("ignoring bad connect_url %r from the server", url)
+                        continue
+                    if (server.host, server.port) not in known:
+                        server.tls = use_tls
+                        if use_tls and self._current is not None:
+                            server.tls_name = self._current.tls_name or self._current.host
+                        self._pool.append(server)
+                        known.add((server.host, server.port))
+                        added = True
+        if added and not initial:
+            self._emit("discovered_server")
+        if info.ldm:
+            logger.warning("server %s entered lame duck mode", info.server_id)
+            self._emit("lame_duck")
+
+    def _start_threads(self) -> None:
+        self._reader = threading.Thread(target=self._reader_main, name=f"memphis-sync-reader-{self._id}", daemon=True)
+        self._flusher = threading.Thread(target=self._flusher_main, name=f"memphis-sync-flusher-{self._id}", daemon=True)
+        self._reader.start()
+        self._flusher.start()
+
+    # -- status ----------------------------------------------------------------------------
+
+    def _set_status(self, new: ConnectionStatus) -> ConnectionStatus:
+        with self._state_lock:
+            old = self._status
+            if new is old:
+                return old
+            if new not in TRANSITIONS[old]:
+                raise ConnectionClosedError(f"connection is {old.value}; cannot become {new.value}")
+            self._status = new
+            logger.debug("connection %s: %s -> %s", self._id, old.value, new.value)
+            return old
+
+    def _check_fork(self) -> None:
+        # before taking any lock: a lock held by a parent thread at fork() time stays held forever
+        if _fork_generation[0] != self._fork_gen or os.getpid() != self._pid:
+            self._handle_fork()
+
+    def _check_usable(self) -> None:
+        self._check_fork()
+        if self._status is CLOSED:
+            raise ConnectionClosedError("connection is closed")
+        if self._status is CONNECTING and self._stream is None:
+            raise ConnectionClosedError("not connected yet: call connect() first")
+
+    def _handle_fork(self) -> None:
+        """In a forked child: drop everything inherited and fail clearly.
+
+        The parent's socket is shared with the child; writing to it would corrupt the parent's
+        stream, and the parent's threads do not exist here. We close our copy of the file
+        descriptor (never ``shutdown()``, which would cut the parent off too) and refuse to work.
+        """
+        stream = self._stream
+        parent = self._pid
+        self._init_runtime_state()
+        self._status = CLOSED
+        if stream is not None:
+            stream.close(shutdown=False)
+        raise ForkedConnectionError(
+            f"this connection was created in process {parent} and cannot be used in forked process "
+            f"{os.getpid()}; connect after the fork (e.g. gunicorn post_fork, Celery worker_process_init, "
+            f"uWSGI lazy-apps)"
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _kick_flusher(self) -> None:
+        if not self._flush_kicked:
+            self._flush_kicked = True
+            self._kick.set()
+
+    def _queue_frame(self, frame: bytes) -> None:
+        """Queue a complete frame; applies the reconnect buffer limit while disconnected."""
+        if self._status is CONNECTED and self._fork_gen == _fork_generation[0]:
+            self._pending.append(frame)
+            self._pending_bytes += len(frame)
+            if self._pending_bytes > _defaults.WRITE_HIGH_WATER:
+                self._write_pending()
+            elif not self._flush_kicked:
+                self._flush_kicked = True
+                self._kick.set()
+            return
+        self._check_usable()
+        with self._state_lock:
+            if self._status is CLOSED:
+                raise ConnectionClosedError("connection is closed")
+            if self._status is CONNECTED:
+                self._pending.append(frame)
+                self._pending_bytes += len(frame)
+            else:
+                size = self._pending_bytes + len(frame)
+                if size > self.reconnect_buffer_size:
+                    raise OutboundBufferFullError(size, self.reconnect_buffer_size)
+                self._pending.append(frame)
+                self._pending_bytes = size
+                return
+        self._kick_flusher()
+
+    def _write_pending(self) -> None:
+        """Write every queued frame now (any thread). Failures hand the socket to the reader."""
+        with self._send_lock:
+            if self._status is not CONNECTED and self._status is not DRAINING:
+                return
+            stream = self._stream
+            q = self._pending
+            if not q or stream is None:
+                return
+            self._flush_kicked = False
+            parts = []
+            size = 0
+            popleft = q.popleft
+            try:
+                while size < 4 * 1024 * 1024:
+                    frame = popleft()
+                    parts.append(frame)
+                    size += len(frame)
+            except IndexError:
+                pass
+            self._pending_bytes = max(0, self._pending_bytes - size)
+            try:
+                stream.write(b"".join(parts))
+            except NetworkError as exc:
+                logger.warning("write failed (%s); %d bytes not sent; reconnecting", exc, size)
+                self.last_error = exc
+                stream.close()
+                return
+        if q:
+            self._kick_flusher()
+
+    def _flusher_main(self) -> None:
+        kick = self._kick
+        closing = self._closing
+        next_ping = time.monotonic() + self.ping_interval
+        while not closing.is_set():
+            kick.wait(max(0.0, next_ping - time.monotonic()))
+            kick.clear()
+            if closing.is_set():
+                break
+            if self._pending:
+                self._write_pending()
+            now = time.monotonic()
+            if now >= next_ping:
+                next_ping = now + self.ping_interval
+                if self._status is CONNECTED:
+                    self._liveness_ping()
+        logger.debug("flusher %s stopped", self._id)
+
+    def _liveness_ping(self) -> None:
+        with self._state_lock:
+            if self._pings_out >= self.max_pings_outstanding:
+                stream = self._stream
+                stale = True
+            else:
+                self._pings_out += 1
+                self._pongs.append(None)
+                self._pending.append(PING)
+                stale = False
+        if stale:
+            logger.warning("%d PINGs unanswered: connection is stale, reconnecting", self._pings_out)
+            self.last_error = StaleConnectionError("server stopped answering PINGs")
+            if stream is not None:
+                stream.close()
+            return
+        self._write_pending()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def publish(self, subject: str, payload: bytes = b"", reply: Optional[str] = None, headers: HeadersLike = None) -> None:
+        """Publish a message (buffered; written by the flusher within a moment).
+
+        Args:
+            subject: where to publish; a literal subject (no wildcards, no whitespace).
+            payload: the message body (``bytes``, ``bytearray`` or ``memoryview``).
+            reply: optional reply subject.
+            headers: optional :class:`Headers` or dict.
+
+        Raises:
+            LocalProtocolError: bad subject, reply or header (nothing was sent).
+            PayloadTooLargeError: headers plus payload exceed the server's ``max_payload``.
+            OutboundBufferFullError: disconnected and the reconnect buffer is full.
+            ConnectionClosedError: the connection is closed.
+        """
+        if headers:
+            frame = encode_hpub(subject, payload, headers, reply)
+            # the frame is longer than headers+payload, so only long frames need the exact size
+            if len(frame) > self._max_payload and self._hpub_size(frame) > self._max_payload:
+                raise PayloadTooLargeError(self._hpub_size(frame), self._max_payload)
+        else:
+            if len(payload) > self._max_payload:
+                raise PayloadTooLargeError(len(payload), self._max_payload)
+            frame = encode_pub(subject, payload, reply)
+        self._queue_frame(frame)
+
+    @staticmethod
+    def _hpub_size(frame: bytes) -> int:
+        line = frame[: frame.index(b"\r\n")]
+        return int(line.rsplit(None, 1)[1])
+
+    def flush(self, timeout: Optional[float] = _defaults.FLUSH_TIMEOUT) -> None:
+        """Write everything queued and wait until the server has processed it (PING/PONG).
+
+        Raises:
+            FlushTimeout: no PONG within ``timeout`` seconds.
+            ConnectionClosedError: the connection closed meanwhile.
+        """
+        self._check_usable()
+        waiter = _Waiter()
+        with self._state_lock:
+            if self._status is CLOSED:
+                raise ConnectionClosedError("connection is closed")
+            self._pongs.append(waiter)
+            self._pending.append(PING)
+        self._write_pending()
+        if not waiter.wait(timeout):
+            with self._state_lock:
+                # keep the FIFO aligned: the PONG may still come, and must go to nobody
+                for i, w in enumerate(self._pongs):
+                    if w is waiter:
+                        self._pongs[i] = None
+                        break
+            raise FlushTimeout(f"flush: no PONG within {timeout} s")
+        if waiter.error is not None:
+            raise waiter.error
+
+    # -- subscribing -----------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        subject: str,
+        queue: Optional[str] = None,
+        callback: Optional[MessageHandler] = None,
+        *,
+        max_msgs: int = 0,
+        pending_msgs_limit: int = _defaults.SUB_PENDING_MSGS,
+        pending_bytes_limit: int = _defaults.SUB_PENDING_BYTES,
+    ) -> Subscription:
+        """Subscribe to ``subject`` (wildcards allowed), optionally in a queue group.
+
+        Without ``callback`` the returned :class:`Subscription` is a blocking queue
+        (``next_msg(timeout)``, iteration); with one, ``callback(msg)`` runs on the
+        subscription's own worker thread.
+
+        Raises:
+            LocalProtocolError: bad subject or queue name.
+            ConnectionClosedError: the connection is closed.
+        """
+        return self._subscribe(subject, queue, callback, None, max_msgs, pending_msgs_limit, pending_bytes_limit)
+
+    def _subscribe_internal(self, subject: str, handler: MessageHandler) -> Subscription:
+        """Subscribe with a handler that runs on the reader thread (must never block)."""
+        return self._subscribe(subject, None, None, handler, 0, _defaults.SUB_PENDING_MSGS, _defaults.SUB_PENDING_BYTES)
+
+    def _subscribe(
+        self,
+        subject: str,
+        queue: Optional[str],
+        callback: Optional[MessageHandler],
+        internal: Optional[MessageHandler],
+        max_msgs: int,
+        pending_msgs_limit: int,
+        pending_bytes_limit: int,
+    ) -> Subscription:
+        if not isinstance(max_msgs, int) or max_msgs < 0:
+            raise LocalProtocolError(f"max_msgs must be an int >= 0, got {max_msgs!r}")
+        if pending_msgs_limit < 1 or pending_bytes_limit < 1:
+            raise LocalProtocolError("pending limits must be >= 1")
+        sid = next(self._sids)
+        frame = encode_sub(subject, sid, queue)  # validates before anything changes
+        unsub = encode_unsub(sid, max_msgs) if max_msgs else b""
+        self._check_usable()
+        with self._state_lock:
+            if self._status is CLOSED:
+                raise ConnectionClosedError("connection is closed")
+            if self._status is DRAINING:
+                raise ConnectionClosedError("connection is draining")
+            sub = Subscription(
+                self, sid, subject, queue, callback, internal=internal,
+                pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit,
+            )
+            sub.max_msgs = max_msgs
+            self._subs[sid] = sub
+            if self._status is CONNECTED:
+                # queued in order with publishes; on reconnect every SUB is re-sent anyway
+                self._pending.append(frame + unsub)
+        self._kick_flusher()
+        return sub
+
+    def _unsubscribe(self, sub: Subscription, max_msgs: int = 0) -> None:
+        if not isinstance(max_msgs, int) or max_msgs < 0:
+            raise LocalProtocolError(f"max_msgs must be an int >= 0, got {max_msgs!r}")
+        self._check_fork()
+        with self._state_lock:
+            if self._status is CLOSED:
+                sub._finish(ConnectionClosedError("connection is closed"))
+                return
+            if max_msgs and sub.delivered < max_msgs:
+                sub.max_msgs = max_msgs
+                frame = encode_unsub(sub.sid, max_msgs)
+            else:
+                self._subs.pop(sub.sid, None)
+                frame = encode_unsub(sub.sid)
+                sub._finish(None)
+            if self._status is CONNECTED or self._status is DRAINING:
+                self._pending.append(frame)
+        self._kick_flusher()
+
+    def _remove_subscription(self, sid: int) -> None:
+        with self._state_lock:
+            self._subs.pop(sid, None)
+
+    # -- request / reply -------------------------------------------------------------------
+
+    def new_inbox(self) -> str:
+        """Return a new unique inbox subject (``<inbox_prefix>.<nuid>``)."""
+        return f"{self.inbox_prefix}.{self._nuid.next()}"
+
+    def _ensure_resp_sub(self) -> str:
+        prefix = self._resp_prefix
+        if prefix:
+            return prefix
+        with self._state_lock:
+            if not self._resp_prefix:
+                prefix = f"{self.new_inbox()}."
+                self._resp_sub = self._subscribe_internal(prefix + "*", self._on_response)
+                self._resp_prefix = prefix
+            return self._resp_prefix
+
+    def _on_response(self, msg: Msg) -> None:
+        token = msg.subject[len(self._resp_prefix):]
+        waiter = self._resp_map.pop(token, None)
+        if waiter is not None:
+            waiter.set(msg)
+
+    def request(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: Optional[float] = _defaults.REQUEST_TIMEOUT,
+        headers: HeadersLike = None,
+    ) -> Msg:
+        """Publish a request and wait for the first reply.
+
+        Raises:
+            NoRespondersError: nobody is subscribed to ``subject`` (status 503).
+            RequestTimeout: no reply within ``timeout`` seconds.
+            LocalProtocolError / PayloadTooLargeError: bad input (nothing sent).
+            ConnectionClosedError: the connection is closed.
+        """
+        self._check_fork()
+        prefix = self._resp_prefix or self._ensure_resp_sub()
+        token = format(next(self._resp_tokens), "x")
+        waiter = _Waiter()
+        self._resp_map[token] = waiter
+        try:
+            self.publish(subject, payload, prefix + token, headers)
+            self._write_pending()
+            if not waiter.wait(timeout):
+                raise RequestTimeout(f"no reply to request on {subject!r} within {timeout} s")
+        finally:
+            self._resp_map.pop(token, None)
+        if waiter.error is not None:
+            raise waiter.error
+        msg = waiter.value
+        assert msg is not None
+        if msg.status == 503 and not msg.payload:
+            raise NoRespondersError(subject)
+        return msg
+
+    def _request_future_token(self) -> Tuple[str, str]:
+        """For pipelined protocols (JetStream publish): a fresh reply subject and its token."""
+        prefix = self._resp_prefix or self._ensure_resp_sub()
+        token = format(next(self._resp_tokens), "x")
+        return prefix + token, token
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _reader_main(self) -> None:
+        while True:
+            error: BaseException
+            try:
+                self._read_loop()
+                error = ReadError("server closed the connection")
+            except (NetworkError, ProtocolError) as exc:
+                error = exc
+            except Exception as exc:  # a bug must not silently kill the connection
+                logger.exception("reader thread failed")
+                error = exc
+            if self._closing.is_set():
+                break
+            if self.last_error is None or not isinstance(self.last_error, StaleConnectionError):
+                self.last_error = error
+            logger.warning("disconnected from %s: %s", self._current.url if self._current else "?", self.last_error)
+            if not self._handle_disconnect():
+                break
+        logger.debug("reader %s stopped", self._id)
+
+    def _read_loop(self) -> None:
+        stream = self._stream
+        parser = self._parser
+        assert stream is not None and parser is not None
+        read = stream.read
+        feed = parser.feed
+        subs = self._subs
+        stats = self.stats
+        size = _defaults.READ_SIZE
+        while True:
+            data = read(size)
+            if not data:
+                return
+            for event in feed(data):
+                if type(event) is Msg:
+                    stats["in_msgs"] += 1
+                    sub = subs.get(event.sid)
+                    if sub is not None:
+                        sub._deliver(event)
+                elif type(event) is Ping:
+                    self._pending.append(PONG)
+                    self._kick_flusher()
+                elif type(event) is Pong:
+                    self._on_pong()
+                elif type(event) is Info:
+                    self._absorb_info(event)
+                elif type(event) is Err:
+                    self._on_err(event)
+                elif event is EOF:
+                    return
+
+    def _on_pong(self) -> None:
+        with self._state_lock:
+            self._pings_out = 0
+            waiter = self._pongs.popleft() if self._pongs else None
+        if waiter is not None:
+            waiter.set(None)
+
+    def _on_err(self, event: Err) -> None:
+        exc = error_from_server(event.message)
+        logger.warning("server error: %s", event.message)
+        self.last_error = exc
+        if isinstance(exc, PermissionViolationError):
+            self._report_error(exc)
+            return
+        self._report_error(exc)
+        # the server closes the connection after every other -ERR; the read will fail next
+
+    # -- reconnecting ----------------------------------------------------------------------
+
+    def _handle_disconnect(self) -> bool:
+        """Called on the reader thread after the socket failed. Returns False when closed."""
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+        with self._state_lock:
+            if self._status is CLOSED:
+                return False
+            policy = self.reconnect_policy
+            if not policy.enabled or policy.max_attempts == 0:
+                pass
+            else:
+                self._set_status(RECONNECTING)
+            self._fail_pongs(ConnectionClosedError("disconnected before the PONG arrived"))
+            # PING/PONG frames still queued belong to the dead socket's conversation
+            kept = [f for f in self._pending if f is not PING and f is not PONG]
+            self._pending.clear()
+            self._pending.extend(kept)
+            self._pending_bytes = sum(len(f) for f in kept)
+            if self._status is not RECONNECTING:
+                reconnect = False
+            else:
+                reconnect = True
+        self._emit("disconnected")
+        if not reconnect:
+            self._close_from_reader(self.last_error)
+            return False
+        try:
+            for attempt in build_retrying(self.reconnect_policy, self._closing):
+                with attempt:
+                    self._reconnect_once()
+        except BaseException as exc:
+            if self._closing.is_set():
+                return False
+            logger.error("giving up reconnecting: %s", exc)
+            self.last_error = exc
+            self._close_from_reader(exc)
+            return False
+        if self._closing.is_set():
+            return False
+        self.stats["reconnects"] += 1
+        self._emit("reconnected")
+        return True
+
+    def _reconnect_once(self) -> None:
+        if self._closing.is_set():
+            return
+        with self._state_lock:
+            if not self._pool:
+                raise MemphisConnectError("no servers left to reconnect to")
+            server = self._pool[0]
+        try:
+            self._attempt(server)
+        except AuthorizationError:
+            server.auth_failures += 1
+            with self._state_lock:
+                if server.auth_failures >= 2:
+                    logger.error("%s refused our credentials twice; dropping it from the pool", server.url)
+                    self._pool.remove(server)
+                    if not self._pool:
+                        raise ConnectionClosedError("every server refused our credentials") from None
+                else:
+                    self._rotate()
+            raise
+        except NetworkError:
+            self._rotate()
+            raise
+        self._resubscribe_and_resume()
+
+    def _resubscribe_and_resume(self) -> None:
+        """Re-send every SUB, then switch to CONNECTED so buffered publishes follow them."""
+        with self._state_lock:
+            frames = []
+            for sub in list(self._subs.values()):
+                frames.append(encode_sub(sub.subject, sub.sid, sub.queue))
+                if sub.max_msgs:
+                    left = sub.max_msgs - sub.delivered
+                    if left <= 0:
+                        self._subs.pop(sub.sid, None)
+                        continue
+                    frames.append(encode_unsub(sub.sid, left))
+            stream = self._stream
+            assert stream is not None
+            with self._send_lock:
+                if frames:
+                    stream.write(b"".join(frames))
+                if self._status is RECONNECTING:
+                    self._set_status(CONNECTED)
+        self._write_pending()
+
+    def _fail_pongs(self, error: BaseException) -> None:
+        while self._pongs:
+            waiter = self._pongs.popleft()
+            if waiter is not None:
+                waiter.set(None, error)
+        self._pings_out = 0
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    def _emit(self, name: str, error: Optional[BaseException] = None) -> None:
+        callback = self._callbacks.get(name)
+        if callback is None:
+            return
+        self._events_queue().put((callback, error))
+
+    def _report_error(self, error: BaseException) -> None:
+        if self._callbacks.get("error") is None:
+            logger.error("asynchronous error: %s", error)
+            return
+        self._emit("error", error)
+
+    def _events_queue(self) -> "queue_mod.SimpleQueue[Any]":
+        with self._state_lock:
+            if self._events is None:
+                self._events = queue_mod.SimpleQueue()
+                self._events_thread = threading.Thread(
+                    target=self._events_main, args=(self._events,), name=f"memphis-sync-events-{self._id}", daemon=True
+                )
+                self._events_thread.start()
+            return self._events
+
+    def _events_main(self, q: "queue_mod.SimpleQueue[Any]") -> None:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            callback, error = item
+            try:
+                if error is None:
+                    callback(self)
+                else:
+                    callback(self, error)
+            except Exception:
+                logger.exception("connection callback %r raised", callback)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def drain(self, timeout: Optional[float] = _defaults.DRAIN_TIMEOUT) -> None:
+        """Unsubscribe everything, let subscribers finish what arrived, flush, then close.
+
+        Raises:
+            DrainTimeout: pending messages were not processed in time (the connection is
+                closed anyway).
+        """
+        self._check_fork()
+        if self._status is CLOSED:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        subs = [s for s in list(self._subs.values()) if s is not self._resp_sub]
+        for sub in subs:
+            try:
+                sub.unsubscribe()
+            except MemphisError:
+                pass
+        try:
+            self.flush(timeout)
+        except MemphisError:
+            logger.debug("flush during drain failed", exc_info=True)
+        with self._state_lock:
+            if self._status is CONNECTED:
+                self._set_status(DRAINING)
+        ok = True
+        for sub in subs:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ok = sub._wait_processed(left) and ok
+        self.close()
+        if not ok:
+            raise DrainTimeout(f"drain: subscriptions still had messages after {timeout} s")
+
+    def close(self) -> None:
+        """Flush what is queued (briefly), close the socket and stop every thread. Idempotent."""
+        if _fork_generation[0] != self._fork_gen or os.getpid() != self._pid:
+            try:
+                self._handle_fork()
+            except ForkedConnectionError:
+                return
+        with self._state_lock:
+            if self._status is CLOSED:
+                return
+            was = self._status
+        if was in (CONNECTED, DRAINING):
+            try:
+                self.flush(timeout=min(2.0, self.connect_timeout))
+            except MemphisError:
+                logger.debug("final flush failed", exc_info=True)
+        self._shutdown(ConnectionClosedError("connection closed"))
+
+    def _close_from_reader(self, error: Optional[BaseException]) -> None:
+        self._shutdown(ConnectionClosedError(f"connection closed: {error}" if error else "connection closed"))
+
+    def _shutdown(self, error: BaseException) -> None:
+        with self._state_lock:
+            if self._status is CLOSED:
+                return
+            self._status = CLOSED
+            self._closing.set()
+            self._kick.set()
+            stream = self._stream
+            subs = list(self._subs.values())
+            self._subs.clear()
+            self._fail_pongs(error)
+            waiters = list(self._resp_map.values())
+            self._resp_map.clear()
+        if stream is not None:
+            stream.close()
+        for waiter in waiters:
+            waiter.set(None, error)
+        for sub in subs:
+            sub._finish(error)
+        me = threading.current_thread()
+        for thread in (self._reader, self._flusher):
+            if thread is not None and thread is not me:
+                thread.join(5.0)
+        for sub in subs:
+            sub._join(5.0)
+        self._emit("closed")
+        events, thread = self._events, self._events_thread
+        if events is not None:
+            events.put(None)
+            if thread is not None and thread is not me:
+                thread.join(5.0)
+        logger.info("connection %s closed", self._id)
+
+
+def connect(servers: Union[str, Sequence[str]] = f"nats://127.0.0.1:{_defaults.NATS_PORT}", **options: Any) -> Connection:
+    """Create a :class:`Connection` and connect it. Takes the same options as the class."""
+    return Connection(servers, **options).connect()
