@@ -37,6 +37,11 @@ def _attempts(instance: object, attribute: "attrs.Attribute[int]", value: int) -
         raise ValueError(f"{attribute.name} must be an int >= -1 (-1 = forever), got {value!r}")
 
 
+def _retryable(exc: BaseException) -> bool:
+    # ``final`` marks an error after which no server is left to try
+    return isinstance(exc, (NetworkError, AuthorizationError)) and not getattr(exc, "final", False)
+
+
 @attrs.frozen(kw_only=True)
 class ReconnectPolicy:
     """How a connection reconnects after losing its server.
@@ -87,7 +92,7 @@ def build_retrying(policy: ReconnectPolicy, stop_event: Optional[threading.Event
         stop=stop,
         wait=wait,
         sleep=sleep,
-        retry=tenacity.retry_if_exception_type((NetworkError, AuthorizationError)),
+        retry=tenacity.retry_if_exception(_retryable),
         before_sleep=tenacity.before_sleep_log(logger, logging.WARNING),
         reraise=True,
     )

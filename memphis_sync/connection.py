@@ -384,6 +384,7 @@ class Connection:
         self._events: Optional["queue_mod.SimpleQueue[Any]"] = None
         self._events_thread: Optional[threading.Thread] = None
         self.last_error: Optional[BaseException] = None
+        self._fork_error = ""
         self.stats = {"in_msgs": 0, "out_msgs": 0, "reconnects": 0}
 
     # -- public state ----------------------------------------------------------------------
@@ -479,12 +480,31 @@ class Connection:
     def _retry_connect(self) -> None:
         for attempt in build_retrying(self.reconnect_policy, self._closing):
             with attempt:
-                server = self._pool[0]
-                try:
-                    self._attempt(server)
-                except (NetworkError, AuthorizationError):
-                    self._rotate()
-                    raise
+                self._attempt_next()
+
+    def _attempt_next(self) -> None:
+        """Try the head of the pool once; rotate on failure and drop a server that refused
+        our credentials twice (so wrong credentials end the retrying quickly)."""
+        with self._state_lock:
+            if not self._pool:
+                raise MemphisConnectError("no servers left to connect to")
+            server = self._pool[0]
+        try:
+            self._attempt(server)
+        except AuthorizationError as exc:
+            server.auth_failures += 1
+            with self._state_lock:
+                if server.auth_failures >= 2:
+                    logger.error("%s refused our credentials twice; dropping it from the pool", server.url)
+                    self._pool.remove(server)
+                    if not self._pool:
+                        exc.final = True  # type: ignore[attr-defined]  (read by the retry predicate)
+                        raise
+                self._rotate()
+            raise
+        except NetworkError:
+            self._rotate()
+            raise
 
     def _attempt(self, server: ServerAddress) -> None:
         """Connect to one server and complete the handshake; on success install the stream."""
@@ -633,6 +653,8 @@ class Connection:
     def _check_usable(self) -> None:
         self._check_fork()
         if self._status is CLOSED:
+            if self._fork_error:
+                raise ForkedConnectionError(self._fork_error)
             raise ConnectionClosedError("connection is closed")
         if self._status is CONNECTING and self._stream is None:
             raise ConnectionClosedError("not connected yet: call connect() first")
@@ -650,11 +672,12 @@ class Connection:
         self._status = CLOSED
         if stream is not None:
             stream.close(shutdown=False)
-        raise ForkedConnectionError(
+        self._fork_error = (
             f"this connection was created in process {parent} and cannot be used in forked process "
             f"{os.getpid()}; connect after the fork (e.g. gunicorn post_fork, Celery worker_process_init, "
             f"uWSGI lazy-apps)"
         )
+        raise ForkedConnectionError(self._fork_error)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -1085,26 +1108,7 @@ class Connection:
     def _reconnect_once(self) -> None:
         if self._closing.is_set():
             return
-        with self._state_lock:
-            if not self._pool:
-                raise MemphisConnectError("no servers left to reconnect to")
-            server = self._pool[0]
-        try:
-            self._attempt(server)
-        except AuthorizationError:
-            server.auth_failures += 1
-            with self._state_lock:
-                if server.auth_failures >= 2:
-                    logger.error("%s refused our credentials twice; dropping it from the pool", server.url)
-                    self._pool.remove(server)
-                    if not self._pool:
-                        raise ConnectionClosedError("every server refused our credentials") from None
-                else:
-                    self._rotate()
-            raise
-        except NetworkError:
-            self._rotate()
-            raise
+        self._attempt_next()
         self._resubscribe_and_resume()
 
     def _resubscribe_and_resume(self) -> None:

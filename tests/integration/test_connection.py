@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import List
@@ -26,6 +27,14 @@ from memphis_sync.headers import Headers
 pytestmark = pytest.mark.integration
 
 FAST = ReconnectPolicy(wait=0.05, jitter=0.0, max_attempts=-1)
+
+
+@pytest.fixture
+def unused_port():
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture
