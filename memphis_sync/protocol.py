@@ -1,44 +1,43 @@
-"""Sans-IO NATS text protocol: events, a push parser and pure encoders.
-
-Theory of operation
--------------------
-This module never touches a socket, a thread or a clock. Bytes go in, events come out (h11's
-shape). The connection's reader thread is the only caller of a :class:`Parser`. It passes every
-chunk it reads to :meth:`Parser.feed`, gets back a list of events (:class:`Msg`, :class:`Ping`,
-:class:`Info`, ...), and routes them. An empty chunk means EOF. Writers call the ``encode_*``
-functions, which return complete frames as ``bytes`` and validate everything first, so an illegal
-subject or header raises :class:`LocalProtocolError` and nothing goes on the wire. The same parser
-with ``role=SERVER`` reads what a client sends (CONNECT, PUB, HPUB, SUB, UNSUB), which the
-in-process fake server of ``memphis_sync.testing`` needs.
-
-Framing (NATS client protocol): every operation is a control line ended by CRLF. MSG/HMSG/PUB/HPUB
-are followed by a body of exactly the announced size, then CRLF. The body may itself contain CRLF,
-so it is always cut by length, never by searching.
-
-How the parser goes fast: a chunk is split on CRLF once, in C. Each piece that starts a frame is a
-control line. For a MSG, the next piece *is* the payload when its length equals the announced size,
-which is the common case: no offset arithmetic and no extra copy. Any other body (an HMSG, a
-payload containing CRLF, a frame cut by the end of the chunk) takes a slower path. That path
-recomputes the absolute offset from a checkpoint, slices the body by length and skips the pieces the
-body spanned. Split boundaries never fall inside a CRLF that ends a frame, so after a well-formed
-body the piece index is back in step. Bytes that do not complete a frame stay in a bytearray. Until
-enough bytes arrive, new data is only appended, and only the new bytes are searched for CRLF.
-
-Invariants
-----------
-1. Between calls the parser holds at most one incomplete frame. If its control line is unfinished
-   the buffer is at most ``max_control_line + 1`` bytes (``MAX_JSON_LINE`` for INFO/CONNECT).
-   Otherwise it is at most one control line plus ``max_payload`` plus CRLF: memory is bounded.
-2. A size over ``max_payload`` (or a header block over ``MAX_HEADER_BLOCK``) is rejected from the
-   control line, before any of the body is buffered.
-3. While the parser waits for the end of a control line, no byte is searched for CRLF twice.
-4. Events do not depend on how the stream was cut into chunks: whole, byte by byte or random splits
-   give the same events and the same errors.
-5. After a :class:`RemoteProtocolError` the parser is dead: every later call raises again. The
-   connection must be dropped (and re-established).
-6. ``encode_*`` either returns a complete, well-formed frame or raises ``LocalProtocolError``. No
-   caller-provided string can inject CR/LF into a control line.
-"""
+# Theory of operation
+# ===================
+#
+# This module is the NATS text protocol and nothing else: no sockets, threads or clocks. Bytes go
+# in, events come out, as in h11. The connection's reader thread is the only caller of a Parser.
+# It passes each chunk it reads to Parser.feed() and routes the events it gets back (Msg, Ping,
+# Info...). An empty chunk means EOF. Writers call the encode_*() functions. These return whole
+# frames as bytes and validate everything first, so a bad subject or header raises
+# LocalProtocolError and nothing reaches the wire. Parser(role=SERVER) reads what a client sends
+# (CONNECT, PUB, HPUB, SUB, UNSUB), for the in-process fake server in memphis_sync.testing.
+#
+# Framing: every operation is a control line ended by CRLF. MSG, HMSG, PUB and HPUB then carry a
+# body of exactly the announced size, followed by CRLF. Bodies may contain CRLF, so they are cut
+# by length, never by searching.
+#
+# Speed: a chunk is split on CRLF once, in C. Each piece that starts a frame is a control line.
+# For a MSG whose next piece has exactly the announced length, that piece *is* the payload (the
+# common case): no offset arithmetic and no extra copy. Any other body takes a slower path: an
+# HMSG, a payload containing CRLF, or a frame cut off by the end of the chunk. That path finds
+# the absolute offset from the nearer known position, slices the body by length and skips the
+# pieces the body spanned. A split boundary never falls inside the CRLF that ends a frame, so the
+# piece index is back in step after every well-formed body. An incomplete frame waits in a
+# bytearray. New data is only appended to it, and only new bytes are searched, until the frame
+# can be completed.
+#
+# Invariants
+# ----------
+# 1. Between calls the parser holds at most one incomplete frame. Without its CRLF, that is at
+#    most max_control_line + 1 bytes (MAX_JSON_LINE + 1 for INFO/CONNECT). Otherwise it is at
+#    most one control line + max_payload + 2 bytes. Memory is bounded.
+# 2. A size over max_payload, or a header block over MAX_HEADER_BLOCK, is rejected on the
+#    control line, before any body byte is buffered.
+# 3. While waiting for the end of a control line, no byte is searched for CRLF twice.
+# 4. Events never depend on how the stream was cut into chunks. Whole, byte by byte or random
+#    splits give the same events and the same errors.
+# 5. After a RemoteProtocolError the parser is dead: every later call raises again. The
+#    connection must be dropped and re-established.
+# 6. encode_*() returns a complete, well-formed frame or raises LocalProtocolError. No
+#    caller-supplied string can put CR or LF into a control line.
+"""Sans-IO NATS text protocol: events, a push :class:`Parser` and pure ``encode_*`` functions."""
 
 from __future__ import annotations
 
@@ -54,62 +53,59 @@ from .errors import LocalProtocolError, PayloadTooLargeError, RemoteProtocolErro
 from .headers import Headers, validate_header_name, validate_header_value
 
 __all__ = [
-    "MAX_CONTROL_LINE", "DEFAULT_MAX_PAYLOAD", "MAX_HEADER_BLOCK", "MAX_JSON_LINE", "CRLF", "PING",
-    "PONG", "Role", "CLIENT", "SERVER", "NEED_DATA", "EOF", "Info", "Msg", "Ping", "Pong", "Ok",
-    "Err", "Connect", "Pub", "Sub", "Unsub", "Event", "Parser", "validate_subject",
-    "validate_publish_subject", "validate_queue", "check_payload_size", "encode_connect",
-    "encode_pub", "encode_hpub", "encode_headers", "encode_sub", "encode_unsub", "encode_ping",
-    "encode_pong", "encode_info", "encode_msg", "encode_hmsg", "encode_err",
+    "MAX_CONTROL_LINE", "DEFAULT_MAX_PAYLOAD", "MAX_HEADER_BLOCK", "MAX_JSON_LINE", "CRLF", "PING", "PONG",
+    "Role", "CLIENT", "SERVER", "NEED_DATA", "EOF", "Info", "Msg", "Ping", "Pong", "Ok", "Err", "Connect",
+    "Pub", "Sub", "Unsub", "Event", "Parser", "validate_subject", "validate_publish_subject",
+    "validate_queue", "check_payload_size", "encode_connect", "encode_pub", "encode_hpub",
+    "encode_headers", "encode_sub", "encode_unsub", "encode_ping", "encode_pong", "encode_info",
+    "encode_msg", "encode_hmsg", "encode_err",
 ]
 
 # -- limits ----------------------------------------------------------------------------------
 
-#: nats-server's default ``max_control_line``, also used by nats.go and nats-py parsers.
+#: nats-server's default ``max_control_line``; the nats.go and nats-py parsers use it too.
 MAX_CONTROL_LINE: Final[int] = 4096
-#: nats-server's default ``max_payload`` (1 MiB), used until INFO says otherwise.
+#: nats-server's default ``max_payload`` (1 MiB), in force until INFO says otherwise.
 DEFAULT_MAX_PAYLOAD: Final[int] = 1048576
-#: Largest header block accepted; real ones are a few hundred bytes, this bounds abuse.
+#: Largest header block accepted: real ones are a few hundred bytes, this bounds abuse.
 MAX_HEADER_BLOCK: Final[int] = 65536
-#: INFO (``connect_urls`` of a big cluster) and CONNECT (JWTs) carry JSON that can outgrow 4 KiB.
+#: INFO (``connect_urls`` of a big cluster) and CONNECT (JWTs) carry JSON that can exceed 4 KiB.
 MAX_JSON_LINE: Final[int] = 65536
-#: Every control line and every body ends with this.
+#: Ends every control line and every body.
 CRLF: Final[bytes] = b"\r\n"
-#: Keep-alive probe, sent by both sides; flush() is PING then wait for PONG.
+#: Liveness probe, sent by both sides; ``flush()`` is a PING answered by a PONG.
 PING: Final[bytes] = b"PING\r\n"
-#: Answer to PING; must be sent for every server PING or the server drops us as stale.
+#: Answer to PING; a client that leaves PINGs unanswered is dropped as stale.
 PONG: Final[bytes] = b"PONG\r\n"
-#: Cache sizes: enough for the hot subjects of any sane application, small enough to not matter.
+#: Entries in each decode/validation cache before it is cleared: plenty for hot subjects.
 _CACHE_LIMIT: Final[int] = 8192
 
 
 class Role(enum.Enum):
-    """Which side of the connection a :class:`Parser` reads for."""
+    """Which side's operations a :class:`Parser` reads."""
 
-    CLIENT = "client"  #: parse what a server sends (INFO, MSG, HMSG, PING, PONG, +OK, -ERR)
-    SERVER = "server"  #: parse what a client sends (CONNECT, PUB, HPUB, SUB, UNSUB, PING, PONG)
+    CLIENT = "client"  #: we are the client: parse INFO, MSG, HMSG, PING, PONG, +OK, -ERR
+    SERVER = "server"  #: we are the (fake) server: parse CONNECT, PUB, HPUB, SUB, UNSUB, PING, PONG
 
 
 CLIENT: Final = Role.CLIENT
 SERVER: Final = Role.SERVER
 
 
-class _Sentinel:
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
+class _Sentinel(enum.Enum):
+    NEED_DATA = "NEED_DATA"
+    EOF = "EOF"
 
     def __repr__(self) -> str:
-        return self._name
+        return self.value
 
-    def __reduce__(self) -> str:
-        return self._name
+    __str__ = __repr__
 
 
-#: Returned by :meth:`Parser.next_event` when more bytes are needed to finish the next event.
-NEED_DATA: Final = _Sentinel("NEED_DATA")
-#: Returned once the peer closed the connection (``receive_data(b"")``) and all bytes are parsed.
-EOF: Final = _Sentinel("EOF")
+#: :meth:`Parser.next_event` result: more bytes are needed to finish the next event.
+NEED_DATA: Final = _Sentinel.NEED_DATA
+#: :meth:`Parser.next_event` result: the peer closed the connection and every byte was parsed.
+EOF: Final = _Sentinel.EOF
 
 # -- events ----------------------------------------------------------------------------------
 
@@ -123,7 +119,7 @@ class Info:
     """The server's ``INFO {json}``, sent on connect and again when the cluster changes.
 
     Attributes:
-        data: The decoded JSON object, as sent (unknown keys kept).
+        data: The decoded JSON object as sent (unknown keys kept).
     """
 
     data: Dict[str, Any]
@@ -146,41 +142,41 @@ class Info:
     server_id = property(lambda self: str(self.data.get("server_id", "")), doc="Server id.")
     version = property(lambda self: str(self.data.get("version", "")), doc="Server version.")
     headers = property(lambda self: _flag(self.data, "headers"), doc="Server supports headers.")
-    tls_required = property(lambda self: _flag(self.data, "tls_required"), doc="TLS required.")
-    tls_available = property(lambda self: _flag(self.data, "tls_available"), doc="TLS offered.")
-    tls_verify = property(lambda self: _flag(self.data, "tls_verify"), doc="Client cert needed.")
-    auth_required = property(lambda self: _flag(self.data, "auth_required"), doc="Auth needed.")
+    tls_required = property(lambda self: _flag(self.data, "tls_required"), doc="TLS is required.")
+    tls_available = property(lambda self: _flag(self.data, "tls_available"), doc="TLS is offered.")
+    tls_verify = property(lambda self: _flag(self.data, "tls_verify"), doc="Client certificate needed.")
+    auth_required = property(lambda self: _flag(self.data, "auth_required"), doc="Credentials needed.")
     ldm = property(lambda self: _flag(self.data, "ldm"), doc="Server is in lame-duck mode.")
-    jetstream = property(lambda self: _flag(self.data, "jetstream"), doc="JetStream enabled.")
-    nonce = property(lambda self: self.data.get("nonce"), doc="Nonce to sign (nkey/JWT), or None.")
+    jetstream = property(lambda self: _flag(self.data, "jetstream"), doc="JetStream is enabled.")
+    nonce = property(lambda self: self.data.get("nonce"), doc="Nonce to sign (nkey/JWT auth), or None.")
     client_id = property(lambda self: self.data.get("client_id"), doc="Our client id, or None.")
-    proto = property(lambda self: int(self.data.get("proto", 0) or 0), doc="Protocol version.")
+    proto = property(lambda self: int(self.data.get("proto") or 0), doc="Server protocol version.")
 
     @property
     def max_payload(self) -> int:
-        """Largest message (headers + payload) the server accepts; default ``DEFAULT_MAX_PAYLOAD``."""
+        """Largest message (headers + payload) the server accepts; ``DEFAULT_MAX_PAYLOAD`` if unset."""
         value = self.data.get("max_payload")
-        return value if isinstance(value, int) and value > 0 else DEFAULT_MAX_PAYLOAD
+        return value if type(value) is int and value > 0 else DEFAULT_MAX_PAYLOAD
 
     @property
     def connect_urls(self) -> List[str]:
-        """Other servers' client URLs (``host:port``) advertised by the cluster."""
-        urls = self.data.get("connect_urls") or []
+        """Client URLs (``host:port``) of the other servers of the cluster."""
+        urls = self.data.get("connect_urls")
         return [str(url) for url in urls] if isinstance(urls, list) else []
 
 
 class Msg:
-    """A message delivered by the server: ``MSG`` (no headers) or ``HMSG`` (headers, status).
+    """A message from the server: ``MSG`` (``headers`` is ``None``) or ``HMSG``.
 
-    A plain ``__slots__`` class rather than a frozen attrs class: the parser builds one per
-    message and frozen construction costs several times more. Treat instances as immutable.
+    A plain ``__slots__`` class, not a frozen attrs class: the parser builds one per message, and
+    frozen construction measured 4-5 times slower. Treat instances as immutable.
 
     Args:
         subject: Subject the message was published to.
-        sid: Subscription id it was delivered for.
+        sid: Id of the subscription it is delivered for.
         reply: Reply subject, or ``None``.
-        payload: Body bytes (without headers).
-        headers: Decoded headers for HMSG (possibly empty), ``None`` for MSG.
+        payload: Body, headers excluded.
+        headers: Decoded headers of an HMSG (possibly empty); ``None`` for MSG.
         status: Inline status of an HMSG (``503``, ``404``, ``100``...), else ``None``.
         description: Text after the status (``"No Messages"``), else ``""``.
     """
@@ -188,14 +184,8 @@ class Msg:
     __slots__ = ("subject", "sid", "reply", "payload", "headers", "status", "description")
 
     def __init__(
-        self,
-        subject: str,
-        sid: int,
-        reply: Optional[str] = None,
-        payload: bytes = b"",
-        headers: Optional[Headers] = None,
-        status: Optional[int] = None,
-        description: str = "",
+        self, subject: str, sid: int, reply: Optional[str] = None, payload: bytes = b"",
+        headers: Optional[Headers] = None, status: Optional[int] = None, description: str = "",
     ) -> None:
         self.subject = subject
         self.sid = sid
@@ -207,19 +197,18 @@ class Msg:
 
     @property
     def is_status(self) -> bool:
-        """True for a status message (no responders, heartbeat, 404 ...)."""
+        """True for a status message (no responders, idle heartbeat, 404...)."""
         return self.status is not None
 
-    def _fields(self) -> Tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
     def __eq__(self, other: object) -> bool:
-        return self._fields() == other._fields() if isinstance(other, Msg) else NotImplemented
+        if not isinstance(other, Msg):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return "Msg(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+        return "Msg(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__) + ")"
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -229,17 +218,17 @@ class Ping:
 
 @attrs.frozen(kw_only=True, slots=True)
 class Pong:
-    """``PONG``: answer to our oldest outstanding ``PING``."""
+    """``PONG``: the answer to our oldest unanswered ``PING``."""
 
 
 @attrs.frozen(kw_only=True, slots=True)
 class Ok:
-    """``+OK``: acknowledgement, only sent in verbose mode."""
+    """``+OK``: an acknowledgement, sent in verbose mode only."""
 
 
 @attrs.frozen(kw_only=True, slots=True)
 class Err:
-    """``-ERR 'text'``: a server error; ``message`` has the surrounding quotes stripped."""
+    """``-ERR 'text'``: a server error; ``message`` is the text without its quotes."""
 
     message: str
 
@@ -286,31 +275,28 @@ _OK_EVENT: Final = Ok()
 
 # -- parser ----------------------------------------------------------------------------------
 
-# Operation kinds. Bodies: MSG, HMSG, PUB, HPUB. Every case variant of an op name is a dict key,
-# so one lookup is both the case-insensitive match and the dispatch.
+# Operation kinds. Every case variant of every op name is a key of the role's table, so a single
+# dict lookup both ignores case and dispatches.
 _MSG, _HMSG, _PUB, _HPUB, _PING, _PONG, _OK, _ERR, _INFO, _CONNECT, _SUB, _UNSUB = range(12)
 
 
-def _case_variants(op: str) -> List[bytes]:
-    variants = [""]
-    for ch in op:
-        variants = [v + c for v in variants for c in {ch.lower(), ch.upper()}]
-    return [v.encode("ascii") for v in variants]
-
-
 def _op_table(ops: Mapping[str, int]) -> Dict[bytes, int]:
-    return {variant: kind for op, kind in ops.items() for variant in _case_variants(op)}
+    table: Dict[bytes, int] = {}
+    for op, kind in ops.items():
+        variants = [""]
+        for ch in op:
+            variants = [v + c for v in variants for c in {ch.lower(), ch.upper()}]
+        table.update((v.encode("ascii"), kind) for v in variants)
+    return table
 
 
 _OPS: Final[Mapping[Role, Dict[bytes, int]]] = {
-    Role.CLIENT: _op_table(
-        {"MSG": _MSG, "HMSG": _HMSG, "PING": _PING, "PONG": _PONG, "+OK": _OK, "-ERR": _ERR, "INFO": _INFO}
-    ),
-    Role.SERVER: _op_table(
-        {"PUB": _PUB, "HPUB": _HPUB, "PING": _PING, "PONG": _PONG, "CONNECT": _CONNECT, "SUB": _SUB, "UNSUB": _UNSUB}
-    ),
+    Role.CLIENT: _op_table({"MSG": _MSG, "HMSG": _HMSG, "PING": _PING, "PONG": _PONG, "+OK": _OK, "-ERR": _ERR,
+                            "INFO": _INFO}),
+    Role.SERVER: _op_table({"PUB": _PUB, "HPUB": _HPUB, "PING": _PING, "PONG": _PONG, "CONNECT": _CONNECT,
+                            "SUB": _SUB, "UNSUB": _UNSUB}),
 }
-# Fields after the op name, (min, max), for the ops handled by Parser._control.
+# (min, max) number of fields after the op name, for the ops decoded by Parser._control.
 _NFIELDS: Final[Mapping[int, Tuple[int, int]]] = {_PUB: (2, 3), _HPUB: (3, 4), _SUB: (2, 3), _UNSUB: (1, 2)}
 
 
@@ -324,9 +310,7 @@ def _parse_header_block(block: bytes) -> Tuple[Headers, Optional[int], str]:
         raise RemoteProtocolError(f"header block must be NATS/1.0 ... CRLFCRLF: {_snippet(block)}")
     # CR and LF never occur inside a UTF-8 sequence: decoding first, then splitting, is exact.
     lines = block[:-4].decode("utf-8", "replace").split("\r\n")
-    status: Optional[int] = None
-    description = ""
-    first = lines[0]
+    first, status, description = lines[0], None, ""
     if len(first) > 8:
         rest = first[8:].lstrip(" \t")
         code = rest[:3]
@@ -347,17 +331,16 @@ def _parse_header_block(block: bytes) -> Tuple[Headers, Optional[int], str]:
 
 
 class Parser:
-    """Push parser for one direction of a NATS connection (single owner, not thread-safe).
+    """Push parser for one direction of a NATS connection (single owner: not thread-safe).
 
     Args:
-        role: ``CLIENT`` to parse server → client operations, ``SERVER`` for client → server.
-        max_payload: Largest body (headers + payload) accepted. The attribute is writable: the
+        role: ``CLIENT`` parses what a server sends, ``SERVER`` what a client sends.
+        max_payload: Largest body (headers + payload) accepted. The attribute is writable; the
             connection updates it from each INFO.
         max_control_line: Longest control line accepted, CRLF excluded.
 
     Example:
-        >>> p = Parser()
-        >>> p.feed(b"PING\\r\\nMSG a 1 2\\r\\nhi\\r\\n")  # doctest: +NORMALIZE_WHITESPACE
+        >>> Parser().feed(b"PING\\r\\nMSG a 1 2\\r\\nhi\\r\\n")  # doctest: +NORMALIZE_WHITESPACE
         [Ping(), Msg(subject='a', sid=1, reply=None, payload=b'hi', headers=None, status=None,
         description='')]
     """
@@ -369,14 +352,14 @@ class Parser:
         self.max_payload = max_payload
         self.max_control_line: Final = max_control_line
         self._ops = _OPS[self.role]
-        self._json_prefix = b"INFO" if self.role is Role.CLIENT else b"CONNECT"
+        self._json_op = b"INFO" if self.role is Role.CLIENT else b"CONNECT"
         self._buf = bytearray()  # the incomplete frame, if any
         self._need = 0  # > 0: len(_buf) that completes the frame; 0: waiting for a CRLF
         self._scan = 0  # where the CRLF search resumes in _buf while waiting for a line
         self._queue: Deque[Any] = deque()  # parsed, not yet returned by next_event()
         self._eof = False
         self._error: Optional[str] = None
-        self._ints: Dict[bytes, int] = {}  # digit strings already seen (sids, sizes)
+        self._ints: Dict[bytes, int] = {}  # decimal fields already seen (sids, sizes)
         self._subjects: Dict[bytes, str] = {}  # subjects already decoded
 
     def __repr__(self) -> str:
@@ -385,7 +368,7 @@ class Parser:
 
     @property
     def buffered(self) -> int:
-        """Bytes held for an incomplete frame (bounded, see the module invariants)."""
+        """Bytes held for an incomplete frame (bounded: see the module invariants)."""
         return len(self._buf)
 
     def receive_data(self, data: bytes) -> None:
@@ -416,7 +399,7 @@ class Parser:
             try:
                 self._pump(queue)
             except RemoteProtocolError as exc:
-                self._error = str(exc)
+                self._error = exc.args[0]
         if queue:
             return queue.popleft()
         self._check_alive()
@@ -426,7 +409,7 @@ class Parser:
         return NEED_DATA
 
     def events(self) -> Iterator[Any]:
-        """Yield events until ``NEED_DATA`` (not yielded) or ``EOF`` (yielded last).
+        """Yield events until ``NEED_DATA`` (not yielded) or ``EOF`` (yielded, last).
 
         Raises:
             RemoteProtocolError: As :meth:`next_event`.
@@ -440,7 +423,7 @@ class Parser:
                 return
 
     def feed(self, data: bytes) -> List[Any]:
-        """Receive ``data`` and return every event it completes (the reader thread's hot path).
+        """Receive ``data``; return every event it completes. The reader thread's hot path.
 
         ``b""`` means EOF: the list then ends with ``EOF``. A protocol error is raised at once;
         events before it in the same ``data`` are then lost (the connection is going down).
@@ -451,7 +434,7 @@ class Parser:
         """
         self._check_alive()
         out: List[Any] = []
-        if self._queue:  # left over by next_event()
+        if self._queue:  # left by next_event()
             out.extend(self._queue)
             self._queue.clear()
         try:
@@ -467,7 +450,7 @@ class Parser:
             else:
                 self._parse(data if type(data) is bytes else bytes(data), out)
         except RemoteProtocolError as exc:
-            self._error = str(exc)
+            self._error = exc.args[0]
             raise
         return out
 
@@ -479,12 +462,17 @@ class Parser:
 
     def _check_eof(self) -> None:
         if self._buf:
-            raise RemoteProtocolError("connection closed mid-frame")
+            self._error = "connection closed mid-frame"
+            raise RemoteProtocolError(self._error)
 
-    def _line_limit(self, line: Union[bytes, bytearray]) -> int:
-        if bytes(line[:16]).lstrip().upper().startswith(self._json_prefix):
-            return max(self.max_control_line, MAX_JSON_LINE)
-        return self.max_control_line
+    def _check_line(self, line: Union[bytes, bytearray], complete: bool) -> None:
+        """Called when a line is over max_control_line: raise unless a JSON line within limits."""
+        limit = self.max_control_line
+        if bytes(line[:16]).lstrip().upper().startswith(self._json_op):
+            limit = max(limit, MAX_JSON_LINE)
+        if len(line) > limit + (not complete):  # an unfinished line may end with the CR
+            state = "" if complete else " and no CRLF yet"
+            raise RemoteProtocolError(f"control line longer than {limit} bytes{state}: {_snippet(line)}")
 
     def _pump(self, out: Any, data: bytes = b"") -> None:
         """Parse ``_buf + data`` if that can complete a frame, else just keep the bytes."""
@@ -498,8 +486,8 @@ class Parser:
         if not ready:
             buf += data
             if not self._need:
-                if len(buf) > self.max_control_line + 1 and len(buf) > self._line_limit(buf) + 1:
-                    raise RemoteProtocolError(f"control line too long, no CRLF: {_snippet(buf)}")
+                if len(buf) > self.max_control_line:
+                    self._check_line(buf, complete=False)
                 self._scan = max(len(buf) - 1, 0)
             return
         w = b"".join((buf, data))
@@ -517,8 +505,8 @@ class Parser:
         try:
             while i < last:
                 line = parts[i]
-                if len(line) > maxcl and len(line) > self._line_limit(line):
-                    raise RemoteProtocolError(f"control line too long: {_snippet(line)}")
+                if len(line) > maxcl:
+                    self._check_line(line, complete=True)
                 args = line.split()
                 kind = ops.get(args[0])  # IndexError on an empty line, handled below
                 if kind == _MSG:
@@ -534,14 +522,10 @@ class Parser:
                     size = ints.get(size_b)
                     if size is None:
                         size = self._int(size_b, line)
-                    sid = ints.get(sid_b)
-                    if sid is None:
-                        sid = self._int(sid_b, line)
+                    sid = ints.get(sid_b) or self._int(sid_b, line)
                     if size > maxp:
                         self._check_sizes(-1, size, line)
-                    subject = subjects.get(subject_b)
-                    if subject is None:
-                        subject = self._subject(subject_b)
+                    subject = subjects.get(subject_b) or self._subject(subject_b)
                     payload = parts[i + 1]  # exists: i < last
                     if len(payload) == size and i + 1 < last:
                         # Fast path: the payload is exactly the next piece, and CRLF follows it.
@@ -559,21 +543,13 @@ class Parser:
                         reply = reply_b.decode("utf-8", "surrogateescape")
                     else:
                         raise RemoteProtocolError(f"wrong number of fields: {_snippet(line)}")
-                    size = ints.get(size_b)
-                    if size is None:
-                        size = self._int(size_b, line)
-                    hsize = ints.get(hsize_b)
-                    if hsize is None:
-                        hsize = self._int(hsize_b, line)
-                    sid = ints.get(sid_b)
-                    if sid is None:
-                        sid = self._int(sid_b, line)
+                    size = ints.get(size_b) or self._int(size_b, line)
+                    hsize = ints.get(hsize_b) or self._int(hsize_b, line)
                     self._check_sizes(hsize, size, line)
-                    subject = subjects.get(subject_b)
-                    if subject is None:
-                        subject = self._subject(subject_b)
+                    sid = ints.get(sid_b) or self._int(sid_b, line)
+                    subject = subjects.get(subject_b) or self._subject(subject_b)
                     head = (_HMSG, subject, sid, reply, hsize, size)
-                elif kind == _PING:
+                elif kind == _PING and len(args) == 1:
                     append(_PING_EVENT)
                     i += 1
                     continue
@@ -586,8 +562,9 @@ class Parser:
                         i += 1
                         continue
                     head = event
-                # A body cut by length (HMSG, PUB, payload with CRLF, end of data): locate it.
-                if i - base_i <= last - i:  # count from the nearer known offset
+                # A body cut by length (HMSG, PUB, payload with CRLF, end of data). Offset of
+                # this control line, counted from the nearer known position:
+                if i - base_i <= last - i:
                     pos = base_pos + sum(map(len, parts[base_i:i])) + 2 * (i - base_i)
                 else:
                     pos = len(w) - sum(map(len, parts[i:])) - 2 * (last - i)
@@ -607,14 +584,14 @@ class Parser:
             problem = "empty control line" if not line.strip() else f"cannot parse control line ({exc})"
             raise RemoteProtocolError(f"{problem}: {_snippet(line)}") from None
         leftover = parts[last]
-        if len(leftover) > maxcl + 1 and len(leftover) > self._line_limit(leftover) + 1:
-            raise RemoteProtocolError(f"control line too long, no CRLF: {_snippet(leftover)}")
+        if len(leftover) > maxcl:
+            self._check_line(leftover, complete=False)
         self._buf += leftover
         self._scan = max(len(leftover) - 1, 0)
         self._need = 0
 
     def _int(self, digits: bytes, line: bytes) -> int:
-        """Decode a non-negative decimal field, caching it (sids and sizes repeat)."""
+        """Decode a decimal field (digits only: no sign, no space), caching it."""
         if not digits.isdigit():
             raise RemoteProtocolError(f"invalid number {digits[:20]!r} in control line: {_snippet(line)}")
         if len(self._ints) >= _CACHE_LIMIT:
@@ -630,7 +607,7 @@ class Parser:
         return subject
 
     def _check_sizes(self, hsize: int, total: int, line: bytes) -> None:
-        """Reject a frame from its control line, before buffering its body."""
+        """Reject a frame on its control line, before any of its body is buffered."""
         if hsize > total:
             raise RemoteProtocolError(f"header size larger than total size: {_snippet(line)}")
         if hsize > MAX_HEADER_BLOCK:
@@ -639,10 +616,8 @@ class Parser:
             raise RemoteProtocolError(f"payload of {total} bytes over max_payload {self.max_payload}: {_snippet(line)}")
 
     def _control(self, kind: int, args: List[bytes], line: bytes) -> Any:
-        """Decode a control line other than MSG, HMSG and PING.
-
-        Returns an event or, for PUB/HPUB, ``(kind, subject, None, reply, header_size, total)``.
-        """
+        """Decode any control line but MSG, HMSG and PING: an event, or for PUB/HPUB the tuple
+        ``(kind, subject, None, reply, header_size or -1, total_size)``."""
         if kind == _INFO or kind == _CONNECT or kind == _ERR:
             rest = line.split(None, 1)
             text = rest[1].strip() if len(rest) == 2 else b""
@@ -664,10 +639,8 @@ class Parser:
         low, high = _NFIELDS.get(kind, (0, 0))
         if not low <= len(fields) <= high:
             raise RemoteProtocolError(f"wrong number of fields: {_snippet(line)}")
-        if kind == _PONG:
-            return _PONG_EVENT
-        if kind == _OK:
-            return _OK_EVENT
+        if kind == _PING or kind == _PONG or kind == _OK:
+            return _PING_EVENT if kind == _PING else _PONG_EVENT if kind == _PONG else _OK_EVENT
         if kind == _UNSUB:
             max_msgs = self._int(fields[1], line) if len(fields) == 2 else None
             return Unsub(sid=self._int(fields[0], line), max_msgs=max_msgs)
@@ -683,9 +656,7 @@ class Parser:
 
 def _body_event(head: Tuple[Any, ...], body: bytes) -> Any:
     kind, subject, sid, reply, hsize, _ = head
-    headers: Optional[Headers] = None
-    status: Optional[int] = None
-    description = ""
+    headers, status, description = None, None, ""
     if hsize >= 0:
         headers, status, description = _parse_header_block(body[:hsize])
         body = body[hsize:]
@@ -697,7 +668,7 @@ def _body_event(head: Tuple[Any, ...], body: bytes) -> Any:
 # -- validation ------------------------------------------------------------------------------
 
 _BAD_SUBJECT_CHAR: Final = re.compile(r"[\x00-\x20\x7f]")
-# Validated publish subjects → UTF-8 bytes, and → b"PUB <subject> " (encode_pub's hot path).
+# Validated publish subjects → UTF-8 bytes, and → b"PUB <subject> " (the encode_pub hot path).
 _SUBJECTS: Dict[str, bytes] = {}
 _PUB_PREFIXES: Dict[str, bytes] = {}
 
@@ -705,40 +676,44 @@ _PUB_PREFIXES: Dict[str, bytes] = {}
 def _check_subject(subject: object, what: str, wildcards: bool) -> bytes:
     if not isinstance(subject, str):
         raise LocalProtocolError(f"{what} must be a str, got {type(subject).__name__}: {subject!r}")
+    problem = ""
     if not subject:
-        raise LocalProtocolError(f"{what} must not be empty")
-    if _BAD_SUBJECT_CHAR.search(subject):
-        raise LocalProtocolError(f"invalid {what} {subject!r}: whitespace or control character")
-    tokens = subject.split(".")
-    for index, token in enumerate(tokens):
-        if not token:
-            raise LocalProtocolError(f"invalid {what} {subject!r}: empty token")
-        if token == "*" or token == ">":
-            if not wildcards:
-                raise LocalProtocolError(f"invalid {what} {subject!r}: wildcards are not allowed here")
-            if token == ">" and index != len(tokens) - 1:
-                raise LocalProtocolError(f"invalid {what} {subject!r}: '>' must be the last token")
-    try:
-        return subject.encode("utf-8")
-    except UnicodeEncodeError:
-        raise LocalProtocolError(f"invalid {what} {subject!r}: not encodable as UTF-8") from None
+        problem = "empty"
+    elif _BAD_SUBJECT_CHAR.search(subject):
+        problem = "whitespace or control character"
+    else:
+        tokens = subject.split(".")
+        for index, token in enumerate(tokens):
+            if not token:
+                problem = "empty token"
+            elif token == "*" or token == ">":
+                if not wildcards:
+                    problem = "wildcards are not allowed here"
+                elif token == ">" and index != len(tokens) - 1:
+                    problem = "'>' must be the last token"
+    if not problem:
+        try:
+            return subject.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "not encodable as UTF-8"
+    raise LocalProtocolError(f"invalid {what} {subject!r}: {problem}")
 
 
 def validate_subject(subject: str) -> None:
-    """Check a subscription subject: wildcards ``*`` (a whole token) and ``>`` (last) allowed.
+    """Check a subscription subject. ``*`` (a whole token) and ``>`` (the last token) are allowed.
 
     Raises:
-        LocalProtocolError: Not a non-empty ``str``; empty token; whitespace or control
-            character; ``>`` not last; not UTF-8 encodable.
+        LocalProtocolError: Not a ``str``; empty; an empty token; whitespace or a control
+            character; ``>`` not last; not encodable as UTF-8.
     """
     _check_subject(subject, "subject", wildcards=True)
 
 
 def validate_publish_subject(subject: str) -> None:
-    """Check a subject that is published to (also reply subjects): no wildcard tokens.
+    """Check a subject to publish to (and a reply subject): no ``*`` or ``>`` token.
 
     Raises:
-        LocalProtocolError: As :func:`validate_subject`, or a ``*``/``>`` token.
+        LocalProtocolError: As :func:`validate_subject`, or a wildcard token.
     """
     _publish_subject(subject)
 
@@ -756,10 +731,12 @@ def _publish_subject(subject: str) -> bytes:
     return encoded
 
 
-def _reply_subject(reply: str) -> bytes:
-    # Replies are mostly unique inboxes: validate them without evicting hot subjects.
+def _reply_part(reply: Optional[str]) -> bytes:
+    """``b" <reply>"`` or ``b""``. Replies are mostly unique inboxes: checked, not cached."""
+    if reply is None:
+        return b""
     encoded = _SUBJECTS.get(reply) if type(reply) is str else None
-    return encoded if encoded is not None else _check_subject(reply, "reply subject", wildcards=False)
+    return b" " + (encoded or _check_subject(reply, "reply subject", wildcards=False))
 
 
 def validate_queue(queue: str) -> None:
@@ -772,15 +749,15 @@ def validate_queue(queue: str) -> None:
 
 
 def _queue_bytes(queue: object) -> bytes:
-    if not isinstance(queue, str) or not queue or _BAD_SUBJECT_CHAR.search(queue):
-        raise LocalProtocolError(f"invalid queue group {queue!r}: must be a non-empty str without whitespace")
-    try:
-        return queue.encode("utf-8")
-    except UnicodeEncodeError:
-        raise LocalProtocolError(f"invalid queue group {queue!r}: not encodable as UTF-8") from None
+    if isinstance(queue, str) and queue and not _BAD_SUBJECT_CHAR.search(queue):
+        try:
+            return queue.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+    raise LocalProtocolError(f"invalid queue group {queue!r}: must be a non-empty str without whitespace")
 
 
-def _check_int(value: object, what: str, minimum: int) -> int:
+def _check_int(value: Any, what: str, minimum: int) -> int:
     if type(value) is not int or value < minimum:
         kind = "positive" if minimum > 0 else "non-negative"
         raise LocalProtocolError(f"{what} must be a {kind} int, got {value!r}")
@@ -788,15 +765,15 @@ def _check_int(value: object, what: str, minimum: int) -> int:
 
 
 def _payload_bytes(payload: object) -> bytes:
-    if isinstance(payload, (bytearray, memoryview)):
-        return bytes(payload)
     if isinstance(payload, bytes):
         return payload
-    raise LocalProtocolError(f"payload must be bytes, bytearray or memoryview, got {type(payload).__name__}")
+    if isinstance(payload, (bytearray, memoryview)):
+        return bytes(payload)
+    raise LocalProtocolError(f"payload must be bytes, bytearray or memoryview, not {type(payload).__name__}")
 
 
 def check_payload_size(size: int, max_payload: int) -> None:
-    """Raise unless a message of ``size`` bytes (headers + payload, as the server counts) fits.
+    """Check that a message of ``size`` bytes (headers + payload, as the server counts) fits.
 
     Raises:
         PayloadTooLargeError: ``size > max_payload``.
@@ -808,16 +785,25 @@ def check_payload_size(size: int, max_payload: int) -> None:
 # -- encoders --------------------------------------------------------------------------------
 
 
+def _json_line(op: bytes, data: Mapping[str, Any]) -> bytes:
+    return op + json.dumps(dict(data), separators=(",", ":")).encode("ascii") + CRLF
+
+
 def encode_connect(options: Mapping[str, Any]) -> bytes:
-    """``CONNECT {json}\\r\\n`` with compact JSON, keys in the given order (ASCII-escaped)."""
-    return b"CONNECT " + json.dumps(dict(options), separators=(",", ":")).encode("ascii") + CRLF
+    """``CONNECT {json}\\r\\n``: compact, ASCII-escaped JSON, keys in the given order."""
+    return _json_line(b"CONNECT ", options)
+
+
+def encode_info(info: Mapping[str, Any]) -> bytes:
+    """``INFO {json}\\r\\n`` (fake server): compact, ASCII-escaped JSON."""
+    return _json_line(b"INFO ", info)
 
 
 def encode_pub(subject: str, payload: bytes, reply: Optional[str] = None) -> bytes:
     """``PUB <subject> [reply] <#bytes>\\r\\n<payload>\\r\\n``.
 
     Args:
-        subject: Publish subject (no wildcards); validated once, then cached.
+        subject: Subject to publish to (no wildcards). Validated once, then cached.
         payload: bytes, bytearray or memoryview.
         reply: Optional reply subject.
 
@@ -826,47 +812,40 @@ def encode_pub(subject: str, payload: bytes, reply: Optional[str] = None) -> byt
     """
     try:
         prefix = _PUB_PREFIXES.get(subject)
-    except TypeError:  # unhashable: certainly not a str
+    except TypeError:  # unhashable, so not a str: _publish_subject raises
         prefix = None
     if prefix is None:
         prefix = b"PUB " + _publish_subject(subject) + b" "
-        if type(subject) is str:
-            if len(_PUB_PREFIXES) >= _CACHE_LIMIT:
-                _PUB_PREFIXES.clear()
-            _PUB_PREFIXES[subject] = prefix
+        if len(_PUB_PREFIXES) >= _CACHE_LIMIT:
+            _PUB_PREFIXES.clear()
+        _PUB_PREFIXES[subject] = prefix
     if type(payload) is not bytes:
         payload = _payload_bytes(payload)
     if reply is None:
         return b"%b%d\r\n%b\r\n" % (prefix, len(payload), payload)
-    return b"%b%b %d\r\n%b\r\n" % (prefix, _reply_subject(reply), len(payload), payload)
+    return b"%b%b %d\r\n%b\r\n" % (prefix, _reply_part(reply)[1:], len(payload), payload)
 
 
 def _header_block(headers: Any, status: Optional[int] = None, description: str = "") -> bytes:
-    if headers is None:
-        pairs: Any = ()
-    elif isinstance(headers, Headers):
-        pairs = headers._pairs
+    if isinstance(headers, Headers):
+        pairs: Any = headers._pairs
         for name, value in pairs:  # re-checked: headers decoded off the wire are not validated
-            validate_header_name(name)
-            validate_header_value(name, value)
+            validate_header_value(validate_header_name(name), value)
     else:
-        pairs = Headers(headers)._pairs
+        pairs = Headers(headers)._pairs if headers is not None else ()
     first = "NATS/1.0"
     if status is not None:
         if type(status) is not int or not 100 <= status <= 999:
             raise LocalProtocolError(f"status must be a 3-digit int, got {status!r}")
-        first += f" {status}"
-        if description:
-            validate_header_value("description", description)
-            first += " " + description
+        first += f" {status} {validate_header_value('description', description)}".rstrip(" ")
     return "".join([first, "\r\n", *[f"{n}: {v}\r\n" for n, v in pairs], "\r\n"]).encode("utf-8")
 
 
 def encode_headers(headers: Union[Headers, Mapping[str, Any], None]) -> bytes:
-    """The header block: ``NATS/1.0\\r\\n`` + ``Name: Value\\r\\n``... + ``\\r\\n``.
+    """Encode a header block: ``NATS/1.0\\r\\n``, then ``Name: Value\\r\\n`` per value, then ``\\r\\n``.
 
     Args:
-        headers: A :class:`Headers`, a mapping accepted by its constructor, or ``None``.
+        headers: A :class:`Headers`, anything its constructor accepts, or ``None``.
 
     Raises:
         LocalProtocolError: A header name or value is invalid.
@@ -877,17 +856,16 @@ def encode_headers(headers: Union[Headers, Mapping[str, Any], None]) -> bytes:
 def encode_hpub(subject: str, payload: bytes, headers: Any, reply: Optional[str] = None) -> bytes:
     """``HPUB <subject> [reply] <#header bytes> <#total bytes>\\r\\n<headers><payload>\\r\\n``.
 
-    ``#header bytes`` includes the blank line ending the header block; ``#total`` adds the payload.
+    ``#header bytes`` counts the header block including its final blank line; ``#total bytes``
+    adds the payload.
 
     Raises:
         LocalProtocolError: Invalid subject, reply, header or payload type.
     """
-    subject_b = _publish_subject(subject)
-    reply_part = b" " + _reply_subject(reply) if reply is not None else b""
-    payload = _payload_bytes(payload)
+    subject_b, reply_b, payload = _publish_subject(subject), _reply_part(reply), _payload_bytes(payload)
     block = _header_block(headers)
     hsize = len(block)
-    return b"HPUB %b%b %d %d\r\n%b%b\r\n" % (subject_b, reply_part, hsize, hsize + len(payload), block, payload)
+    return b"HPUB %b%b %d %d\r\n%b%b\r\n" % (subject_b, reply_b, hsize, hsize + len(payload), block, payload)
 
 
 def encode_sub(subject: str, sid: int, queue: Optional[str] = None) -> bytes:
@@ -897,15 +875,15 @@ def encode_sub(subject: str, sid: int, queue: Optional[str] = None) -> bytes:
         LocalProtocolError: Invalid subject, queue group or sid.
     """
     subject_b = _check_subject(subject, "subject", wildcards=True)
-    queue_part = b" " + _queue_bytes(queue) if queue is not None else b""
-    return b"SUB %b%b %d\r\n" % (subject_b, queue_part, _check_int(sid, "sid", 1))
+    queue_b = b" " + _queue_bytes(queue) if queue is not None else b""
+    return b"SUB %b%b %d\r\n" % (subject_b, queue_b, _check_int(sid, "sid", 1))
 
 
 def encode_unsub(sid: int, max_msgs: Optional[int] = None) -> bytes:
-    """``UNSUB <sid> [max_msgs]\\r\\n`` (auto-unsubscribe after ``max_msgs`` more messages).
+    """``UNSUB <sid> [max_msgs]\\r\\n``: unsubscribe now, or after ``max_msgs`` more messages.
 
     Raises:
-        LocalProtocolError: ``sid`` not a positive int or ``max_msgs`` not a non-negative int.
+        LocalProtocolError: ``sid`` is not a positive int or ``max_msgs`` a non-negative int.
     """
     _check_int(sid, "sid", 1)
     if max_msgs is None:
@@ -914,18 +892,13 @@ def encode_unsub(sid: int, max_msgs: Optional[int] = None) -> bytes:
 
 
 def encode_ping() -> bytes:
-    """``PING\\r\\n``."""
+    """Return ``PING\\r\\n``."""
     return PING
 
 
 def encode_pong() -> bytes:
-    """``PONG\\r\\n``."""
+    """Return ``PONG\\r\\n``."""
     return PONG
-
-
-def encode_info(info: Mapping[str, Any]) -> bytes:
-    """``INFO {json}\\r\\n`` (fake server), compact ASCII JSON."""
-    return b"INFO " + json.dumps(dict(info), separators=(",", ":")).encode("ascii") + CRLF
 
 
 def encode_msg(subject: str, sid: int, payload: bytes, reply: Optional[str] = None) -> bytes:
@@ -934,52 +907,41 @@ def encode_msg(subject: str, sid: int, payload: bytes, reply: Optional[str] = No
     Raises:
         LocalProtocolError: Invalid subject, sid, reply or payload type.
     """
-    subject_b = _publish_subject(subject)
-    _check_int(sid, "sid", 1)
-    reply_part = b" " + _reply_subject(reply) if reply is not None else b""
-    payload = _payload_bytes(payload)
-    return b"MSG %b %d%b %d\r\n%b\r\n" % (subject_b, sid, reply_part, len(payload), payload)
+    subject_b, reply_b, payload = _publish_subject(subject), _reply_part(reply), _payload_bytes(payload)
+    return b"MSG %b %d%b %d\r\n%b\r\n" % (subject_b, _check_int(sid, "sid", 1), reply_b, len(payload), payload)
 
 
 def encode_hmsg(
-    subject: str,
-    sid: int,
-    payload: bytes,
-    headers: Any,
-    reply: Optional[str] = None,
-    status: Optional[int] = None,
-    description: str = "",
+    subject: str, sid: int, payload: bytes, headers: Any, reply: Optional[str] = None,
+    status: Optional[int] = None, description: str = "",
 ) -> bytes:
-    """``HMSG <subject> <sid> [reply] <#header bytes> <#total bytes>\\r\\n...`` (fake server).
+    """``HMSG <subject> <sid> [reply] <#header bytes> <#total bytes>\\r\\n<headers><payload>\\r\\n``
+    (fake server).
 
     Args:
         subject: Subject of the message.
         sid: Subscription id, a positive int.
-        payload: Body bytes.
-        headers: A :class:`Headers`, a mapping, or ``None`` (status line only).
+        payload: Body: bytes, bytearray or memoryview.
+        headers: A :class:`Headers`, anything its constructor accepts, or ``None``.
         reply: Optional reply subject.
-        status: Optional 3-digit status put on the ``NATS/1.0`` line (``503``, ``404``...).
-        description: Optional text after the status (ignored without a status).
+        status: Optional 3-digit status for the ``NATS/1.0`` line (``503``, ``404``...).
+        description: Text after the status (``"No Messages"``); ignored without a status.
 
     Raises:
         LocalProtocolError: Invalid subject, sid, reply, header, status or payload type.
     """
-    subject_b = _publish_subject(subject)
-    _check_int(sid, "sid", 1)
-    reply_part = b" " + _reply_subject(reply) if reply is not None else b""
-    payload = _payload_bytes(payload)
+    subject_b, reply_b, payload = _publish_subject(subject), _reply_part(reply), _payload_bytes(payload)
     block = _header_block(headers, status, description)
     hsize = len(block)
-    return b"HMSG %b %d%b %d %d\r\n%b%b\r\n" % (
-        subject_b, sid, reply_part, hsize, hsize + len(payload), block, payload,
-    )
+    sid = _check_int(sid, "sid", 1)
+    return b"HMSG %b %d%b %d %d\r\n%b%b\r\n" % (subject_b, sid, reply_b, hsize, hsize + len(payload), block, payload)
 
 
 def encode_err(text: str) -> bytes:
     """``-ERR '<text>'\\r\\n`` (fake server).
 
     Raises:
-        LocalProtocolError: ``text`` contains CR, LF or NUL.
+        LocalProtocolError: ``text`` is not a ``str`` or contains CR, LF or NUL.
     """
     if not isinstance(text, str) or "\r" in text or "\n" in text or "\0" in text:
         raise LocalProtocolError(f"invalid -ERR text {text!r}: must be a str without CR, LF or NUL")
