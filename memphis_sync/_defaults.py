@@ -43,7 +43,7 @@ NEXT_MSG_TIMEOUT: Final = 1.0
 
 #: Buffered outbound bytes at which a publisher writes inline instead of waiting for the
 #: flusher thread (nats.go's write buffer is 32 KiB; larger writes amortize syscalls better).
-WRITE_HIGH_WATER: Final = 96 * 1024
+WRITE_HIGH_WATER: Final = 256 * 1024
 #: recv() size for the reader thread.
 READ_SIZE: Final = 256 * 1024
 

@@ -50,7 +50,7 @@ from typing import Any, Deque, Dict, Final, Iterator, List, Mapping, Optional, T
 import attrs
 
 from .errors import LocalProtocolError, PayloadTooLargeError, RemoteProtocolError
-from .headers import Headers, validate_header_name, validate_header_value
+from .headers import Headers, HeadersInit, validate_header_name, validate_header_value
 
 __all__ = [
     "MAX_CONTROL_LINE", "DEFAULT_MAX_PAYLOAD", "MAX_HEADER_BLOCK", "MAX_JSON_LINE", "CRLF", "PING", "PONG",
@@ -77,6 +77,7 @@ CRLF: Final[bytes] = b"\r\n"
 PING: Final[bytes] = b"PING\r\n"
 #: Answer to PING; a client that leaves PINGs unanswered is dropped as stale.
 PONG: Final[bytes] = b"PONG\r\n"
+_BytesLike = Union[bytes, bytearray, memoryview]
 #: Entries in each decode/validation cache before it is cleared: plenty for hot subjects.
 _CACHE_LIMIT: Final[int] = 8192
 
@@ -371,7 +372,7 @@ class Parser:
         """Bytes held for an incomplete frame (bounded: see the module invariants)."""
         return len(self._buf)
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: _BytesLike) -> None:
         """Add bytes read from the peer; ``b""`` means the peer closed the connection.
 
         Raises:
@@ -422,7 +423,7 @@ class Parser:
             if event is EOF:
                 return
 
-    def feed(self, data: bytes) -> List[Any]:
+    def feed(self, data: _BytesLike) -> List[Any]:
         """Receive ``data``; return every event it completes. The reader thread's hot path.
 
         ``b""`` means EOF: the list then ends with ``EOF``. A protocol error is raised at once;
@@ -799,7 +800,7 @@ def encode_info(info: Mapping[str, Any]) -> bytes:
     return _json_line(b"INFO ", info)
 
 
-def encode_pub(subject: str, payload: bytes, reply: Optional[str] = None) -> bytes:
+def encode_pub(subject: str, payload: _BytesLike, reply: Optional[str] = None) -> bytes:
     """``PUB <subject> [reply] <#bytes>\\r\\n<payload>\\r\\n``.
 
     Args:
@@ -826,7 +827,7 @@ def encode_pub(subject: str, payload: bytes, reply: Optional[str] = None) -> byt
     return b"%b%b %d\r\n%b\r\n" % (prefix, _reply_part(reply)[1:], len(payload), payload)
 
 
-def _header_block(headers: Any, status: Optional[int] = None, description: str = "") -> bytes:
+def _header_block(headers: HeadersInit, status: Optional[int] = None, description: str = "") -> bytes:
     if isinstance(headers, Headers):
         pairs: Any = headers._pairs
         for name, value in pairs:  # re-checked: headers decoded off the wire are not validated
@@ -841,7 +842,7 @@ def _header_block(headers: Any, status: Optional[int] = None, description: str =
     return "".join([first, "\r\n", *[f"{n}: {v}\r\n" for n, v in pairs], "\r\n"]).encode("utf-8")
 
 
-def encode_headers(headers: Union[Headers, Mapping[str, Any], None]) -> bytes:
+def encode_headers(headers: HeadersInit) -> bytes:
     """Encode a header block: ``NATS/1.0\\r\\n``, then ``Name: Value\\r\\n`` per value, then ``\\r\\n``.
 
     Args:
@@ -853,7 +854,7 @@ def encode_headers(headers: Union[Headers, Mapping[str, Any], None]) -> bytes:
     return _header_block(headers)
 
 
-def encode_hpub(subject: str, payload: bytes, headers: Any, reply: Optional[str] = None) -> bytes:
+def encode_hpub(subject: str, payload: _BytesLike, headers: HeadersInit, reply: Optional[str] = None) -> bytes:
     """``HPUB <subject> [reply] <#header bytes> <#total bytes>\\r\\n<headers><payload>\\r\\n``.
 
     ``#header bytes`` counts the header block including its final blank line; ``#total bytes``
@@ -901,7 +902,7 @@ def encode_pong() -> bytes:
     return PONG
 
 
-def encode_msg(subject: str, sid: int, payload: bytes, reply: Optional[str] = None) -> bytes:
+def encode_msg(subject: str, sid: int, payload: _BytesLike, reply: Optional[str] = None) -> bytes:
     """``MSG <subject> <sid> [reply] <#bytes>\\r\\n<payload>\\r\\n`` (fake server).
 
     Raises:
@@ -912,7 +913,7 @@ def encode_msg(subject: str, sid: int, payload: bytes, reply: Optional[str] = No
 
 
 def encode_hmsg(
-    subject: str, sid: int, payload: bytes, headers: Any, reply: Optional[str] = None,
+    subject: str, sid: int, payload: _BytesLike, headers: HeadersInit, reply: Optional[str] = None,
     status: Optional[int] = None, description: str = "",
 ) -> bytes:
     """``HMSG <subject> <sid> [reply] <#header bytes> <#total bytes>\\r\\n<headers><payload>\\r\\n``

@@ -162,8 +162,17 @@ class Subscription:
     def _run_callbacks(self) -> None:
         callback = self._callback
         assert callback is not None
-        get = self._queue.get
+        q = self._queue
+        get = q.get
+        conn = self._conn
         while True:
+            if conn._out and q.empty():
+                # idle: write what the callbacks published (e.g. replies) now rather than
+                # waiting for the flusher thread to wake up; saves a thread hand-off per reply
+                try:
+                    conn._write_pending()
+                except Exception:  # the flusher will retry; a closed/forked connection is fine
+                    logger.debug("inline write after callback failed", exc_info=True)
             item = get()
             if type(item) is _Stop:
                 return

@@ -54,7 +54,7 @@ EXACT = [
     (lambda: encode_hpub("a", b"", {"K": ""}), b"HPUB a 17 17\r\nNATS/1.0\r\nK: \r\n\r\n\r\n"),
     (lambda: encode_hpub("a", b"", {"K": "ünï"}), "HPUB a 22 22\r\nNATS/1.0\r\nK: ünï\r\n\r\n\r\n".encode()),
     (lambda: encode_headers(None), b"NATS/1.0\r\n\r\n"),
-    (lambda: encode_headers({"A": ["1", "2"], "B": "3"}), b"NATS/1.0\r\nA: 1\r\nA: 2\r\nB: 3\r\n\r\n"),
+    (lambda: encode_headers({"A": ["1", "2"], "B": ["3"]}), b"NATS/1.0\r\nA: 1\r\nA: 2\r\nB: 3\r\n\r\n"),
     (lambda: encode_headers([("A", "1"), ("B", "2"), ("A", "3")]), b"NATS/1.0\r\nA: 1\r\nB: 2\r\nA: 3\r\n\r\n"),
     (lambda: encode_sub("FOO", 1), b"SUB FOO 1\r\n"),
     (lambda: encode_sub("BAR", 44, "G1"), b"SUB BAR G1 44\r\n"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Dict
+
 import pytest
 
 from memphis_sync.errors import LocalProtocolError
@@ -21,7 +23,8 @@ def test_empty() -> None:
 
 
 def test_from_mapping_with_lists_and_tuples() -> None:
-    h = Headers({"A": "1", "B": ["2", "3"], "C": ("4",), "D": []})
+    data: Dict[str, Any] = {"A": "1", "B": ["2", "3"], "C": ("4",), "D": []}
+    h = Headers(data)
     assert list(h.items_all()) == [("A", "1"), ("B", "2"), ("B", "3"), ("C", "4")]
     assert list(h) == ["A", "B", "C"]
     assert len(h) == 3

@@ -104,8 +104,8 @@ def all_ways(data: bytes, role: Role = CLIENT, **kwargs: Any) -> List[Any]:
             events = driver(data, chunker, Parser(role, **kwargs))
             assert events[-1] is EOF, name
             results.append((name, driver.__name__, events[:-1]))
-    for name, driver, events in results[1:]:
-        assert events == results[0][2], (name, driver)
+    for how, driver_name, events in results[1:]:
+        assert events == results[0][2], (how, driver_name)
     return results[0][2]
 
 
