@@ -997,7 +997,7 @@ class Connection:
         waiter = _Waiter()
         self._resp_map[token] = waiter
         try:
-            self.publish(subject, payload, prefix + token, headers)
+            self._publish_request(subject, payload, prefix + token, headers)
             self._write_pending()
             if not waiter.wait(timeout):
                 raise RequestTimeout(f"no reply to request on {subject!r} within {timeout} s")
@@ -1011,11 +1011,35 @@ class Connection:
             raise NoRespondersError(subject)
         return msg
 
-    def _request_future_token(self) -> Tuple[str, str]:
-        """For pipelined protocols (JetStream publish): a fresh reply subject and its token."""
+    def _reply_slot(self, slot: Any) -> str:
+        """Register ``slot`` (anything with ``set(msg, error=None)``) for one reply, run on the
+        reader thread, and return the reply subject to publish with (pipelined requests)."""
         prefix = self._resp_prefix or self._ensure_resp_sub()
         token = format(next(self._resp_tokens), "x")
-        return prefix + token, token
+        self._resp_map[token] = slot
+        return prefix + token
+
+    def _drop_reply_slot(self, reply: str) -> None:
+        self._resp_map.pop(reply[len(self._resp_prefix):], None)
+
+    def _publish_request(self, subject: str, payload: bytes, reply: str, headers: HeadersLike) -> None:
+        """Publish with one of our own inbox replies (valid by construction: not re-validated)."""
+        if headers:
+            self.publish(subject, payload, reply, headers)
+            return
+        prefix = _PUB_PREFIXES.get(subject) if type(subject) is str else None
+        if prefix is None or type(payload) is not bytes:
+            self.publish(subject, payload, reply)
+            return
+        size = len(payload)
+        if size > self._max_payload:
+            raise PayloadTooLargeError(size, self._max_payload)
+        self._queue_frame(b"%b%b %d\r\n%b\r\n" % (prefix, reply.encode(), size, payload))
+
+    def _publish_trusted(self, subject: str, payload: bytes) -> None:
+        """Publish to a subject the server handed us (an ack subject): it arrived as one token
+        of a control line, so it holds no whitespace; skip validation and the subject cache."""
+        self._queue_frame(b"PUB %b %d\r\n%b\r\n" % (subject.encode(), len(payload), payload))
 
     # -- reading ---------------------------------------------------------------------------
 

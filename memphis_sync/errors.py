@@ -46,6 +46,8 @@ __all__ = [
     "WrongLastSequenceError",
     "MessageNotFoundError",
     "MessageAlreadyAckedError",
+    "NoStreamResponseError",
+    "HeartbeatTimeout",
     "MemphisRequestError",
     "MemphisHeaderError",
     "MemphisSchemaError",
@@ -236,6 +238,14 @@ class WrongLastSequenceError(JetStreamError):
 
 class MessageNotFoundError(JetStreamError):
     """No message is stored at the requested sequence."""
+
+
+class NoStreamResponseError(JetStreamError):
+    """A JetStream publish got no answer from any stream (none bound to the subject, or JetStream unavailable)."""
+
+
+class HeartbeatTimeout(MemphisTimeoutError):
+    """A pull request's idle heartbeats stopped arriving: the server or the route is gone."""
 
 
 class MessageAlreadyAckedError(MemphisError):

@@ -45,7 +45,7 @@ import enum
 import json
 import re
 from collections import deque
-from typing import Any, Deque, Dict, Final, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Deque, Dict, Final, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
@@ -693,8 +693,8 @@ def _check_subject(subject: object, what: str, wildcards: bool) -> bytes:
                 elif token == ">" and index != len(tokens) - 1:
                     problem = "'>' must be the last token"
     if not problem:
-        try:
-            return subject.encode("utf-8")
+        try:  # surrogateescape: a subject the parser decoded from non-UTF-8 bytes goes back as is
+            return subject.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             problem = "not encodable as UTF-8"
     raise LocalProtocolError(f"invalid {what} {subject!r}: {problem}")
@@ -752,7 +752,7 @@ def validate_queue(queue: str) -> None:
 def _queue_bytes(queue: object) -> bytes:
     if isinstance(queue, str) and queue and not _BAD_SUBJECT_CHAR.search(queue):
         try:
-            return queue.encode("utf-8")
+            return queue.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             pass
     raise LocalProtocolError(f"invalid queue group {queue!r}: must be a non-empty str without whitespace")
@@ -827,19 +827,48 @@ def encode_pub(subject: str, payload: _BytesLike, reply: Optional[str] = None) -
     return b"%b%b %d\r\n%b\r\n" % (prefix, _reply_part(reply)[1:], len(payload), payload)
 
 
+_GOOD_NAMES: Dict[str, bool] = {}  # header names already validated (bounded)
+
+
+def _header_lines(pairs: Iterable[Tuple[Any, Any]], out: List[str]) -> None:
+    """Append ``"Name: Value\\r\\n"`` per pair to ``out``, validating each (fast when cached)."""
+    for name, value in pairs:
+        if type(name) is not str or name not in _GOOD_NAMES:
+            validate_header_name(name)
+            if len(_GOOD_NAMES) >= _CACHE_LIMIT:
+                _GOOD_NAMES.clear()
+            _GOOD_NAMES[name] = True
+        if type(value) is not str or "\r" in value or "\n" in value or "\0" in value:
+            if isinstance(value, (list, tuple)):  # a mapping's multi-value entry
+                _header_lines([(name, item) for item in value], out)
+                continue
+            validate_header_value(name, value)  # raises
+        out.append(f"{name}: {value}\r\n")
+
+
 def _header_block(headers: HeadersInit, status: Optional[int] = None, description: str = "") -> bytes:
-    if isinstance(headers, Headers):
-        pairs: Any = headers._pairs
-        for name, value in pairs:  # re-checked: headers decoded off the wire are not validated
-            validate_header_value(validate_header_name(name), value)
-    else:
-        pairs = Headers(headers)._pairs if headers is not None else ()
-    first = "NATS/1.0"
+    first = "NATS/1.0\r\n"
     if status is not None:
         if type(status) is not int or not 100 <= status <= 999:
             raise LocalProtocolError(f"status must be a 3-digit int, got {status!r}")
-        first += f" {status} {validate_header_value('description', description)}".rstrip(" ")
-    return "".join([first, "\r\n", *[f"{n}: {v}\r\n" for n, v in pairs], "\r\n"]).encode("utf-8")
+        first = f"NATS/1.0 {status} {validate_header_value('description', description)}".rstrip(" ") + "\r\n"
+    out = [first]
+    kind = type(headers)  # exact type checks first: ABC isinstance() costs more than the rest
+    if kind is dict:
+        _header_lines(headers.items(), out)  # type: ignore[union-attr]
+    elif kind is Headers or isinstance(headers, Headers):  # re-checked: wire headers are not
+        _header_lines(headers._pairs, out)  # type: ignore[union-attr]
+    elif isinstance(headers, Mapping):
+        _header_lines(headers.items(), out)
+    elif headers is not None:
+        _header_lines(Headers(headers)._pairs, out)
+    out.append("\r\n")
+    try:
+        return "".join(out).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate somewhere: name it
+        for line in out:
+            validate_header_value("header line", line[:-2])
+        raise  # pragma: no cover
 
 
 def encode_headers(headers: HeadersInit) -> bytes:

@@ -238,6 +238,15 @@ def test_injection_attempts_raise(call: Callable[[], bytes]) -> None:
         call()
 
 
+def test_non_utf8_subject_from_the_wire_round_trips() -> None:
+    from memphis_sync.protocol import Parser
+
+    (msg,) = Parser().feed(b"MSG a\xff.b 1 r\xfe.x 0\r\n\r\n")
+    assert msg.subject == "a\udcff.b" and msg.reply == "r\udcfe.x"
+    assert encode_pub(msg.reply, b"") == b"PUB r\xfe.x 0\r\n\r\n"
+    assert encode_sub(msg.subject, 1) == b"SUB a\xff.b 1\r\n"
+
+
 def test_unhashable_subject_is_a_local_error() -> None:
     with pytest.raises(LocalProtocolError):
         encode_pub(["a"], b"")  # type: ignore[arg-type]

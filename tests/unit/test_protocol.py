@@ -348,6 +348,37 @@ def test_control_line_memory_is_bounded_with_next_event() -> None:
             assert parser.buffered <= 1024 + 1
 
 
+class _CountingBuffer(bytearray):
+    """A bytearray that counts how many bytes its find() calls examine."""
+
+    searched = 0
+
+    def find(self, sub: Any, start: Any = 0, *rest: Any) -> int:
+        type(self).searched += len(self) - (start or 0)
+        return super().find(sub, start, *rest)
+
+
+@pytest.mark.parametrize("api", ["feed", "next_event"])
+def test_waiting_for_a_line_never_rescans(api: str) -> None:
+    line = b'INFO {"k":"' + b"x" * 20000 + b'"}'
+    parser = Parser()
+    parser._buf = buf = _CountingBuffer()
+    _CountingBuffer.searched = 0
+    events: List[Any] = []
+    for i in range(len(line)):
+        if api == "feed":
+            events.extend(parser.feed(line[i : i + 1]))
+        else:
+            parser.receive_data(line[i : i + 1])
+            events.extend(parser.events())
+    assert events == [] and parser.buffered == len(line) and parser._buf is buf
+    # Linear, not quadratic: each byte once, plus the possible CR at the end of each call.
+    assert _CountingBuffer.searched <= 2 * len(line) + 16
+    parser.receive_data(b"\r\n") if api == "next_event" else events.extend(parser.feed(b"\r\n"))
+    events.extend(parser.events())
+    assert events == [Info.from_json(line[5:])]
+
+
 def test_payload_over_max_rejected_before_body_arrives() -> None:
     for line in (b"MSG foo 1 101\r\n", b"HMSG foo 1 12 101\r\n"):
         parser = Parser(max_payload=100)
@@ -587,7 +618,8 @@ def test_property_arbitrary_bytes_only_raise_remote_protocol_error(data: bytes, 
     try:
         for piece in [*_cut(data, cuts), b""]:
             parser.feed(piece)
-            assert parser.buffered <= 200 + 1000 + 2 + 2
+            json_line = bytes(parser._buf[:16]).lstrip().upper().startswith((b"INFO", b"CONNECT"))
+            assert parser.buffered <= (MAX_JSON_LINE + 1 if json_line else 200 + 2 + 1000 + 2)
     except RemoteProtocolError:
         with pytest.raises(RemoteProtocolError):
             parser.feed(b"PING\r\n")

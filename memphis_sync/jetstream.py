@@ -1,0 +1,541 @@
+"""JetStream on a :class:`~memphis_sync.connection.Connection`: API requests, publish with acks,
+pipelined publish with futures, and pull consumers.
+
+API requests are core requests to ``$JS.API.<...>`` (or ``$JS.<domain>.API``); a reply with an
+``error`` object becomes the exception that :func:`~memphis_sync.errors.jetstream_error` picks
+from its table. Publishing is a request to a subject bound to a stream; the reply is a PubAck.
+
+Pipelined publish (:meth:`JetStream.publish_async`) registers one reply slot per message on the
+connection's shared inbox; the reader thread resolves its ``concurrent.futures.Future``. A
+bounded window keeps at most ``max_pending`` acks in flight (the caller blocks while it is full,
+nothing is dropped), and a small timer thread fails the futures whose ack did not come in time
+and re-sends those answered by "no responders" (a stream leader election, ADR-22).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+from . import _defaults
+from .connection import Connection, HeadersLike
+from .errors import (
+    JetStreamError,
+    JetStreamNotEnabledError,
+    LocalProtocolError,
+    MemphisError,
+    NoRespondersError,
+    NoStreamResponseError,
+    RemoteProtocolError,
+    RequestTimeout,
+    jetstream_error,
+)
+from .headers import Headers
+from .js_api import ConsumerConfig, ConsumerInfo, PubAck, StreamConfig, StreamInfo, validate_name
+from .js_pull import PullSubscription, RawStreamMsg
+from .protocol import Msg, validate_publish_subject
+
+__all__ = ["JetStream"]
+
+logger = logging.getLogger(__name__)
+
+_HDR_MSG_ID = "Nats-Msg-Id"
+_HDR_EXPECTED_STREAM = "Nats-Expected-Stream"
+_HDR_EXPECTED_LAST_SEQ = "Nats-Expected-Last-Sequence"
+_HDR_EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
+_HDR_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+
+
+def _decode(msg: Msg, what: str) -> Dict[str, Any]:
+    try:
+        data = json.loads(msg.payload)
+    except ValueError as exc:
+        raise RemoteProtocolError(f"{what}: the server's reply is not JSON: {msg.payload[:80]!r}") from exc
+    if not isinstance(data, dict):
+        raise RemoteProtocolError(f"{what}: the server's reply is not a JSON object: {msg.payload[:80]!r}")
+    return data
+
+
+def _pub_ack(msg: Msg, subject: str) -> PubAck:
+    if msg.status == 503:
+        raise NoStreamResponseError(f"no stream answered for subject {subject!r} (no stream bound, or JetStream unavailable)")
+    data = _decode(msg, "publish")
+    error = data.get("error")
+    if error is not None:
+        raise jetstream_error(error)
+    try:
+        return PubAck.from_response(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RemoteProtocolError(f"publish: invalid PubAck {msg.payload[:80]!r}") from exc
+
+
+class _AckSlot:
+    """One in-flight pipelined publish: resolved on the reader thread (never blocks)."""
+
+    __slots__ = ("js", "key", "future", "subject", "payload", "headers", "deadline", "retries", "reply", "done")
+
+    def __init__(self, js: "JetStream", key: int, subject: str, payload: bytes, headers: HeadersLike, deadline: float) -> None:
+        self.js = js
+        self.key = key
+        self.future: "Future[PubAck]" = Future()
+        self.subject = subject
+        self.payload = payload
+        self.headers = headers
+        self.deadline = deadline
+        self.retries = _defaults.JS_PUB_RETRY_ATTEMPTS
+        self.reply = ""
+        self.done = False
+
+    def __lt__(self, other: "_AckSlot") -> bool:  # heap order
+        return self.deadline < other.deadline
+
+    def set(self, msg: Optional[Msg], error: Optional[BaseException] = None) -> None:
+        if error is None and msg is not None and msg.status == 503 and self.retries > 0:
+            self.retries -= 1
+            self.js._schedule_retry(self)
+            return
+        if error is None:
+            try:
+                result = _pub_ack(msg, self.subject)  # type: ignore[arg-type]
+            except MemphisError as exc:
+                error = exc
+        self.js._finish_slot(self, None if error is not None else result, error)
+
+
+class JetStream:
+    """JetStream API, publish and pull consumers over one shared connection. Thread-safe.
+
+    Args:
+        conn: a connected :class:`~memphis_sync.connection.Connection`.
+        domain: JetStream domain (API prefix ``$JS.<domain>.API``).
+        prefix: explicit API prefix (overrides ``domain``).
+        timeout: default seconds for API requests and publish acks (``_defaults.JS_API_TIMEOUT``).
+        max_pending: pipelined publishes in flight before ``publish_async`` blocks
+            (``_defaults.JS_PUB_MAX_PENDING``).
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        domain: Optional[str] = None,
+        prefix: Optional[str] = None,
+        timeout: float = _defaults.JS_API_TIMEOUT,
+        max_pending: int = _defaults.JS_PUB_MAX_PENDING,
+    ) -> None:
+        if prefix is None:
+            prefix = f"$JS.{domain}.API" if domain else _defaults.JS_API_PREFIX
+        validate_publish_subject(prefix)
+        if timeout <= 0:
+            raise LocalProtocolError(f"timeout must be > 0, got {timeout!r}")
+        if type(max_pending) is not int or max_pending < 1:
+            raise LocalProtocolError(f"max_pending must be an int >= 1, got {max_pending!r}")
+        self.conn = conn
+        self.prefix = prefix
+        self.timeout = timeout
+        self.max_pending = max_pending
+        self._inflight: Dict[int, _AckSlot] = {}
+        self._ids = itertools.count(1)
+        self._room = threading.Condition(threading.Lock())
+        self._waiting_for_room = 0
+        self._timer_lock = threading.Lock()
+        self._timer_heap: List[Any] = []
+        self._timer_wake = threading.Event()
+        self._timer: Optional[threading.Thread] = None
+
+    def __repr__(self) -> str:
+        return f"<JetStream {self.prefix} on {self.conn!r} inflight={len(self._inflight)}>"
+
+    # -- API requests --------------------------------------------------------------------
+
+    def api_request(self, suffix: str, body: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Send ``<prefix>.<suffix>`` with a JSON body and return the decoded reply.
+
+        Raises:
+            JetStreamError: (or a subclass) the server answered with an error.
+            JetStreamNotEnabledError: nothing answers JetStream API requests.
+            RequestTimeout: no answer in time.
+        """
+        subject = f"{self.prefix}.{suffix}"
+        payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        try:
+            msg = self.conn.request(subject, payload, timeout=timeout or self.timeout)
+        except NoRespondersError as exc:
+            raise JetStreamNotEnabledError(f"JetStream is not available ({subject!r} has no responders)", code=503) from exc
+        data = _decode(msg, suffix)
+        error = data.get("error")
+        if error is not None:
+            raise jetstream_error(error)
+        return data
+
+    def account_info(self) -> Dict[str, Any]:
+        """The account's JetStream usage and limits (``$JS.API.INFO``)."""
+        return self.api_request("INFO")
+
+    def add_stream(self, config: Union[StreamConfig, Mapping[str, Any]], **kwargs: Any) -> StreamInfo:
+        """Create a stream (idempotent for an identical config).
+
+        Raises:
+            StreamNameInUseError: a stream with that name and another config exists.
+        """
+        config = self._stream_config(config, kwargs)
+        return StreamInfo.from_response(self.api_request(f"STREAM.CREATE.{config.name}", config.to_request()))
+
+    def update_stream(self, config: Union[StreamConfig, Mapping[str, Any]], **kwargs: Any) -> StreamInfo:
+        """Change a stream's configuration.
+
+        Raises:
+            StreamNotFoundError: no such stream.
+        """
+        config = self._stream_config(config, kwargs)
+        return StreamInfo.from_response(self.api_request(f"STREAM.UPDATE.{config.name}", config.to_request()))
+
+    @staticmethod
+    def _stream_config(config: Union[StreamConfig, Mapping[str, Any], None], kwargs: Dict[str, Any]) -> StreamConfig:
+        if isinstance(config, StreamConfig):
+            return config if not kwargs else StreamConfig(**{**_fields(config), **kwargs})
+        return StreamConfig(**{**dict(config or {}), **kwargs})
+
+    def stream_info(self, name: str) -> StreamInfo:
+        """A stream's configuration and state.
+
+        Raises:
+            StreamNotFoundError: no such stream.
+        """
+        validate_name(name, "stream name")
+        return StreamInfo.from_response(self.api_request(f"STREAM.INFO.{name}"))
+
+    def delete_stream(self, name: str) -> None:
+        """Delete a stream and its messages.
+
+        Raises:
+            StreamNotFoundError: no such stream.
+        """
+        validate_name(name, "stream name")
+        self.api_request(f"STREAM.DELETE.{name}")
+
+    def purge_stream(self, name: str) -> int:
+        """Remove every message of a stream; returns how many were purged."""
+        validate_name(name, "stream name")
+        return int(self.api_request(f"STREAM.PURGE.{name}").get("purged", 0))
+
+    def stream_names(self, subject: Optional[str] = None) -> List[str]:
+        """Names of all streams, or of the ones that capture ``subject``."""
+        names: List[str] = []
+        offset = 0
+        while True:
+            body: Dict[str, Any] = {"offset": offset}
+            if subject is not None:
+                body["subject"] = subject
+            data = self.api_request("STREAM.NAMES", body)
+            page = data.get("streams") or []
+            names.extend(page)
+            offset += len(page)
+            if not page or offset >= int(data.get("total", 0)):
+                return names
+
+    def get_msg(self, stream: str, seq: Optional[int] = None, *, last_by_subject: Optional[str] = None) -> RawStreamMsg:
+        """Read one stored message by sequence, or the last one on a subject.
+
+        Raises:
+            MessageNotFoundError: nothing stored there.
+        """
+        validate_name(stream, "stream name")
+        if (seq is None) == (last_by_subject is None):
+            raise LocalProtocolError("give exactly one of seq or last_by_subject")
+        body: Dict[str, Any] = {"seq": seq} if seq is not None else {"last_by_subj": last_by_subject}
+        return RawStreamMsg.from_response(self.api_request(f"STREAM.MSG.GET.{stream}", body)["message"])
+
+    def delete_msg(self, stream: str, seq: int) -> None:
+        """Delete one stored message."""
+        validate_name(stream, "stream name")
+        self.api_request(f"STREAM.MSG.DELETE.{stream}", {"seq": seq})
+
+    def add_consumer(
+        self,
+        stream: str,
+        config: Union[ConsumerConfig, Mapping[str, Any], None] = None,
+        *,
+        action: str = "",
+        legacy_durable_api: bool = False,
+        **kwargs: Any,
+    ) -> ConsumerInfo:
+        """Create (or, with ``action="update"``/``""``, update) a consumer on ``stream``.
+
+        Uses ``CONSUMER.CREATE.<stream>.<name>[.<filter>]`` (server >= 2.9); with
+        ``legacy_durable_api`` the older ``CONSUMER.DURABLE.CREATE.<stream>.<durable>``.
+
+        Raises:
+            StreamNotFoundError: no such stream.
+            ConsumerNameInUseError: exists with another configuration (``action="create"``).
+        """
+        validate_name(stream, "stream name")
+        if isinstance(config, ConsumerConfig):
+            cfg = config if not kwargs else ConsumerConfig(**{**_fields(config), **kwargs})
+        else:
+            cfg = ConsumerConfig(**{**dict(config or {}), **kwargs})
+        if action not in ("", "create", "update"):
+            raise LocalProtocolError(f"action must be '', 'create' or 'update', got {action!r}")
+        body: Dict[str, Any] = {"stream_name": stream, "config": cfg.to_request()}
+        if action:
+            body["action"] = action
+        name = cfg.consumer_name
+        if legacy_durable_api:
+            if not cfg.durable_name:
+                raise LocalProtocolError("the durable API needs durable_name")
+            suffix = f"CONSUMER.DURABLE.CREATE.{stream}.{cfg.durable_name}"
+        elif name is None:
+            suffix = f"CONSUMER.CREATE.{stream}"
+        elif cfg.filter_subject and ">" not in cfg.filter_subject and "*" not in cfg.filter_subject:
+            suffix = f"CONSUMER.CREATE.{stream}.{name}.{cfg.filter_subject}"
+        else:
+            suffix = f"CONSUMER.CREATE.{stream}.{name}"
+        return ConsumerInfo.from_response(self.api_request(suffix, body))
+
+    def consumer_info(self, stream: str, name: str) -> ConsumerInfo:
+        """A consumer's configuration and state.
+
+        Raises:
+            ConsumerNotFoundError: no such consumer.
+        """
+        validate_name(stream, "stream name")
+        validate_name(name, "consumer name")
+        return ConsumerInfo.from_response(self.api_request(f"CONSUMER.INFO.{stream}.{name}"))
+
+    def delete_consumer(self, stream: str, name: str) -> None:
+        """Delete a consumer (its position is lost).
+
+        Raises:
+            ConsumerNotFoundError: no such consumer.
+        """
+        validate_name(stream, "stream name")
+        validate_name(name, "consumer name")
+        self.api_request(f"CONSUMER.DELETE.{stream}.{name}")
+
+    def pull_subscribe(self, stream: str, consumer: str) -> PullSubscription:
+        """Bind to an existing pull consumer; fetch from the returned subscription."""
+        validate_name(stream, "stream name")
+        validate_name(consumer, "consumer name")
+        return PullSubscription(self, stream, consumer)
+
+    # -- publish -------------------------------------------------------------------------
+
+    @staticmethod
+    def _headers(
+        headers: HeadersLike,
+        msg_id: Optional[str],
+        expected_stream: Optional[str],
+        expected_last_seq: Optional[int],
+        expected_last_msg_id: Optional[str],
+        expected_last_subject_seq: Optional[int],
+    ) -> HeadersLike:
+        extra = (
+            (_HDR_MSG_ID, msg_id),
+            (_HDR_EXPECTED_STREAM, expected_stream),
+            (_HDR_EXPECTED_LAST_SEQ, expected_last_seq),
+            (_HDR_EXPECTED_LAST_MSG_ID, expected_last_msg_id),
+            (_HDR_EXPECTED_LAST_SUBJECT_SEQ, expected_last_subject_seq),
+        )
+        if all(value is None for _, value in extra):
+            return headers
+        out = Headers(headers) if headers else Headers()
+        for name, value in extra:
+            if value is not None:
+                out[name] = str(value)
+        return out
+
+    def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        *,
+        headers: HeadersLike = None,
+        msg_id: Optional[str] = None,
+        expected_stream: Optional[str] = None,
+        expected_last_seq: Optional[int] = None,
+        expected_last_msg_id: Optional[str] = None,
+        expected_last_subject_seq: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> PubAck:
+        """Publish to a stream and wait for its acknowledgement.
+
+        A "no responders" answer (no stream yet, or a leader election) is retried
+        ``_defaults.JS_PUB_RETRY_ATTEMPTS`` times, ``JS_PUB_RETRY_WAIT`` apart (ADR-22).
+
+        Args:
+            msg_id: de-duplication id (``Nats-Msg-Id``): a repeat within the stream's
+                duplicate window is not stored again and its PubAck has ``duplicate=True``.
+            expected_*: optimistic-concurrency checks (``Nats-Expected-*`` headers).
+            timeout: seconds to wait for the ack (default: the context's ``timeout``).
+
+        Raises:
+            NoStreamResponseError: no stream answered after the retries.
+            WrongLastSequenceError / JetStreamError: the stream refused the message.
+            RequestTimeout: no ack in time (the message may or may not be stored; publish
+                again with the same ``msg_id`` to be safe).
+        """
+        hdrs = self._headers(headers, msg_id, expected_stream, expected_last_seq, expected_last_msg_id, expected_last_subject_seq)
+        wait = timeout or self.timeout
+        attempts = _defaults.JS_PUB_RETRY_ATTEMPTS
+        while True:
+            try:
+                msg = self.conn.request(subject, payload, timeout=wait, headers=hdrs)
+            except NoRespondersError:
+                if attempts <= 0:
+                    raise NoStreamResponseError(f"no stream answered for subject {subject!r} (no stream bound, or JetStream unavailable)") from None
+                attempts -= 1
+                time.sleep(_defaults.JS_PUB_RETRY_WAIT)
+                continue
+            return _pub_ack(msg, subject)
+
+    def publish_async(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        *,
+        headers: HeadersLike = None,
+        msg_id: Optional[str] = None,
+        expected_stream: Optional[str] = None,
+        expected_last_seq: Optional[int] = None,
+        expected_last_msg_id: Optional[str] = None,
+        expected_last_subject_seq: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> "Future[PubAck]":
+        """Publish without waiting; the returned future resolves to the :class:`PubAck`.
+
+        At most ``max_pending`` publishes are in flight; while the window is full this call
+        blocks until an ack frees a place. Every future resolves: with the PubAck, with the
+        stream's error, with ``NoStreamResponseError`` (after the ADR-22 retries), with
+        :class:`RequestTimeout` after ``timeout`` seconds, or with ``ConnectionClosedError``.
+
+        Raises:
+            LocalProtocolError / PayloadTooLargeError: bad input (nothing sent, no future).
+        """
+        hdrs = self._headers(headers, msg_id, expected_stream, expected_last_seq, expected_last_msg_id, expected_last_subject_seq)
+        if len(self._inflight) >= self.max_pending:
+            self._wait_for_room()
+        key = next(self._ids)
+        slot = _AckSlot(self, key, subject, payload, hdrs, time.monotonic() + (timeout or self.timeout))
+        self._inflight[key] = slot
+        try:
+            self._send(slot)
+        except BaseException:
+            self._inflight.pop(key, None)
+            raise
+        self._arm_timer(slot)
+        return slot.future
+
+    def _send(self, slot: _AckSlot) -> None:
+        slot.reply = self.conn._reply_slot(slot)
+        try:
+            self.conn._publish_request(slot.subject, slot.payload, slot.reply, slot.headers)
+        except BaseException:
+            self.conn._drop_reply_slot(slot.reply)
+            raise
+
+    def _wait_for_room(self) -> None:
+        with self._room:
+            self._waiting_for_room += 1
+            try:
+                while len(self._inflight) >= self.max_pending:
+                    self.conn._check_usable()
+                    self._room.wait(0.5)
+            finally:
+                self._waiting_for_room -= 1
+
+    def _finish_slot(self, slot: _AckSlot, result: Optional[PubAck], error: Optional[BaseException]) -> None:
+        if slot.done:
+            return
+        slot.done = True
+        self._inflight.pop(slot.key, None)
+        if error is not None:
+            slot.future.set_exception(error)
+        else:
+            slot.future.set_result(result)  # type: ignore[arg-type]
+        if self._waiting_for_room:
+            with self._room:
+                self._room.notify_all()
+
+    @property
+    def publish_async_pending(self) -> int:
+        """Pipelined publishes whose ack has not arrived yet."""
+        return len(self._inflight)
+
+    def publish_async_complete(self, timeout: Optional[float] = None) -> None:
+        """Wait until every pipelined publish made so far has resolved (acked or failed).
+
+        Raises:
+            RequestTimeout: some are still in flight after ``timeout`` seconds.
+        """
+        futures = [slot.future for slot in list(self._inflight.values())]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for future in futures:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                future.exception(left)
+            except Exception:  # concurrent.futures.TimeoutError
+                raise RequestTimeout(f"{self.publish_async_pending} publish(es) still unacknowledged after {timeout} s") from None
+
+    # -- timers: ack deadlines and 503 retries ---------------------------------------------
+
+    def _arm_timer(self, slot: _AckSlot) -> None:
+        with self._timer_lock:
+            heapq.heappush(self._timer_heap, (slot.deadline, id(slot), "deadline", slot))
+            if self._timer is None or not self._timer.is_alive():
+                self._timer = threading.Thread(target=self._timer_main, name=f"memphis-sync-js-timer-{self.conn._id}", daemon=True)
+                self._timer.start()
+
+    def _schedule_retry(self, slot: _AckSlot) -> None:
+        # runs on the reader thread: never sleep here; the timer thread re-sends
+        with self._timer_lock:
+            heapq.heappush(self._timer_heap, (time.monotonic() + _defaults.JS_PUB_RETRY_WAIT, id(slot), "retry", slot))
+        self._timer_wake.set()
+
+    def _timer_main(self) -> None:
+        while True:
+            with self._timer_lock:
+                heap = self._timer_heap
+                while heap and heap[0][3].done:
+                    heapq.heappop(heap)
+                if not heap:
+                    self._timer = None
+                    return
+                when, _, kind, slot = heap[0]
+                now = time.monotonic()
+                due = when <= now
+                if due:
+                    heapq.heappop(heap)
+            if not due:
+                self._timer_wake.wait(min(when - now, 0.5))
+                self._timer_wake.clear()
+                if self.conn.is_closed():
+                    self._fail_all()
+                continue
+            if slot.done:
+                continue
+            if kind == "deadline":
+                self.conn._drop_reply_slot(slot.reply)
+                self._finish_slot(slot, None, RequestTimeout(f"no ack for the publish to {slot.subject!r} in time"))
+            else:
+                try:
+                    self._send(slot)
+                except MemphisError as exc:
+                    self._finish_slot(slot, None, exc)
+
+    def _fail_all(self) -> None:
+        from .errors import ConnectionClosedError
+
+        for slot in list(self._inflight.values()):
+            self._finish_slot(slot, None, ConnectionClosedError("connection closed before the ack arrived"))
+
+
+def _fields(obj: Any) -> Dict[str, Any]:
+    import attrs
+
+    return attrs.asdict(obj, recurse=False)
