@@ -160,7 +160,8 @@ class TlsOptions:
 
     Attributes:
         ca_file: CA bundle that signs the server certificate (default: the system store).
-        cert_file / key_file: client certificate and key, for mutual TLS.
+        cert_file: client certificate, for mutual TLS.
+        key_file: private key of ``cert_file``.
         verify: verify the server's certificate chain and host name (keep on outside tests).
         hostname: name to verify instead of the URL's host (useful for IP addresses).
         context: a ready ``ssl.SSLContext``; overrides the file options.
@@ -278,19 +279,24 @@ class Connection:
         servers: one address or a list (``nats://host:port``, ``tls://host:port``, ``host:port``),
             or a comma-separated string. More are learned from the server's INFO.
         name: client name shown by the server's monitoring.
-        token / user / password: credentials (one of token or user+password). Credentials in
-            a URL (``nats://token@host``, ``nats://user:pass@host``) work too.
+        token: token credential (exclusive with ``user``/``password``). Credentials in a URL
+            (``nats://token@host``, ``nats://user:pass@host``) work too.
+        user: user name, given together with ``password``.
+        password: password of ``user``.
         tls: :class:`TlsOptions` to use TLS (also used when the server requires TLS).
         connect_timeout: seconds for TCP connect plus handshake (``_defaults.CONNECT_TIMEOUT``).
         reconnect: a :class:`ReconnectPolicy` (``ReconnectPolicy(enabled=False)`` disables it).
         reconnect_buffer_size: bytes of publishes kept while disconnected; 0 = fail at once.
-        ping_interval / max_pings_outstanding: client liveness check.
+        ping_interval: seconds between client PINGs (liveness check).
+        max_pings_outstanding: unanswered PINGs after which the connection is stale.
         no_echo: do not receive our own publishes.
         randomize: shuffle the server pool (cluster load spreading).
         ignore_discovered_servers: do not add servers learned from INFO ``connect_urls``.
         inbox_prefix: prefix of request reply subjects.
         retry_on_failed_connect: apply the reconnect policy to the first connect too.
-        on_disconnected / on_reconnected / on_closed: ``callback(conn)``.
+        on_disconnected: ``callback(conn)`` when the connection to a server is lost.
+        on_reconnected: ``callback(conn)`` after a reconnect succeeded.
+        on_closed: ``callback(conn)`` when the connection is closed for good.
         on_error: ``callback(conn, exc)`` for asynchronous errors (server -ERR, slow consumers).
         on_discovered_server: ``callback(conn)`` when INFO adds servers.
         on_lame_duck: ``callback(conn)`` when the server enters lame duck mode.
@@ -988,7 +994,8 @@ class Connection:
         Raises:
             NoRespondersError: nobody is subscribed to ``subject`` (status 503).
             RequestTimeout: no reply within ``timeout`` seconds.
-            LocalProtocolError / PayloadTooLargeError: bad input (nothing sent).
+            LocalProtocolError: bad subject, reply or header (nothing sent).
+            PayloadTooLargeError: headers plus payload exceed ``max_payload`` (nothing sent).
             ConnectionClosedError: the connection is closed.
         """
         self._check_fork()

@@ -14,6 +14,7 @@ and re-sends those answered by "no responders" (a stream leader election, ADR-22
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import json
@@ -21,7 +22,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Deque, Dict, List, Mapping, Optional, Union
 
 from . import _defaults
 from .connection import Connection, HeadersLike
@@ -36,6 +37,7 @@ from .errors import (
     RequestTimeout,
     jetstream_error,
 )
+from ._future import LazyFuture
 from .headers import Headers
 from .js_api import ConsumerConfig, ConsumerInfo, PubAck, StreamConfig, StreamInfo, validate_name
 from .js_pull import PullSubscription, RawStreamMsg
@@ -75,37 +77,50 @@ def _pub_ack(msg: Msg, subject: str) -> PubAck:
         raise RemoteProtocolError(f"publish: invalid PubAck {msg.payload[:80]!r}") from exc
 
 
-class _AckSlot:
-    """One in-flight pipelined publish: resolved on the reader thread (never blocks)."""
+def _fast_pub_ack(payload: bytes) -> Optional[PubAck]:
+    """Parse the common PubAck shape ``{"stream":"S","seq":N}`` without json; None otherwise."""
+    if payload[:11] == b'{"stream":"' and payload[-1:] == b"}":
+        end = payload.find(b'","seq":', 11)
+        if end > 0:
+            tail = payload[end + 8:-1]
+            if tail.isdigit():
+                stream = payload[11:end]
+                if b"\\" not in stream and b'"' not in stream:
+                    return PubAck(stream=stream.decode(), seq=int(tail))
+    return None
 
-    __slots__ = ("js", "key", "future", "subject", "payload", "headers", "deadline", "retries", "reply", "done")
+
+class _AckSlot(LazyFuture):
+    """One in-flight pipelined publish, and the future handed to the caller.
+
+    ``set()`` runs on the reader thread (it never blocks); ``finished`` is our own flag, set
+    once, before the future is resolved.
+    """
 
     def __init__(self, js: "JetStream", key: int, subject: str, payload: bytes, headers: HeadersLike, deadline: float) -> None:
+        super().__init__()
         self.js = js
         self.key = key
-        self.future: "Future[PubAck]" = Future()
         self.subject = subject
         self.payload = payload
         self.headers = headers
         self.deadline = deadline
         self.retries = _defaults.JS_PUB_RETRY_ATTEMPTS
         self.reply = ""
-        self.done = False
-
-    def __lt__(self, other: "_AckSlot") -> bool:  # heap order
-        return self.deadline < other.deadline
+        self.finished = False
 
     def set(self, msg: Optional[Msg], error: Optional[BaseException] = None) -> None:
         if error is None and msg is not None and msg.status == 503 and self.retries > 0:
             self.retries -= 1
             self.js._schedule_retry(self)
             return
+        result = None
         if error is None:
             try:
-                result = _pub_ack(msg, self.subject)  # type: ignore[arg-type]
+                result = _fast_pub_ack(msg.payload) or _pub_ack(msg, self.subject)  # type: ignore[union-attr,arg-type]
             except MemphisError as exc:
                 error = exc
-        self.js._finish_slot(self, None if error is not None else result, error)
+        self.js._finish_slot(self, result, error)
 
 
 class JetStream:
@@ -143,9 +158,10 @@ class JetStream:
         self._inflight: Dict[int, _AckSlot] = {}
         self._ids = itertools.count(1)
         self._room = threading.Condition(threading.Lock())
-        self._waiting_for_room = 0
+        self._waiting_for_room = -1  # >= 0: a publisher waits until inflight drops to it
         self._timer_lock = threading.Lock()
-        self._timer_heap: List[Any] = []
+        self._deadlines: Dict[float, Deque[_AckSlot]] = {}
+        self._retries: List[Any] = []
         self._timer_wake = threading.Event()
         self._timer: Optional[threading.Thread] = None
 
@@ -335,6 +351,11 @@ class JetStream:
         expected_last_msg_id: Optional[str],
         expected_last_subject_seq: Optional[int],
     ) -> HeadersLike:
+        if (
+            msg_id is None and expected_stream is None and expected_last_seq is None
+            and expected_last_msg_id is None and expected_last_subject_seq is None
+        ):
+            return headers
         extra = (
             (_HDR_MSG_ID, msg_id),
             (_HDR_EXPECTED_STREAM, expected_stream),
@@ -342,8 +363,6 @@ class JetStream:
             (_HDR_EXPECTED_LAST_MSG_ID, expected_last_msg_id),
             (_HDR_EXPECTED_LAST_SUBJECT_SEQ, expected_last_subject_seq),
         )
-        if all(value is None for _, value in extra):
-            return headers
         out = Headers(headers) if headers else Headers()
         for name, value in extra:
             if value is not None:
@@ -421,15 +440,16 @@ class JetStream:
         if len(self._inflight) >= self.max_pending:
             self._wait_for_room()
         key = next(self._ids)
-        slot = _AckSlot(self, key, subject, payload, hdrs, time.monotonic() + (timeout or self.timeout))
+        wait = timeout or self.timeout
+        slot = _AckSlot(self, key, subject, payload, hdrs, time.monotonic() + wait)
         self._inflight[key] = slot
         try:
             self._send(slot)
         except BaseException:
             self._inflight.pop(key, None)
             raise
-        self._arm_timer(slot)
-        return slot.future
+        self._arm_timer(slot, wait)
+        return slot
 
     def _send(self, slot: _AckSlot) -> None:
         slot.reply = self.conn._reply_slot(slot)
@@ -440,25 +460,31 @@ class JetStream:
             raise
 
     def _wait_for_room(self) -> None:
+        # Wait until the window has drained to 3/4, not just until one place is free: waking
+        # the publisher per ack would cost a thread hand-off per message.
+        low = (self.max_pending * 3) // 4
+        self.conn._write_pending()
         with self._room:
-            self._waiting_for_room += 1
+            self._waiting_for_room = low if low > 0 else self.max_pending - 1
             try:
-                while len(self._inflight) >= self.max_pending:
+                while len(self._inflight) > self._waiting_for_room:
                     self.conn._check_usable()
                     self._room.wait(0.5)
             finally:
-                self._waiting_for_room -= 1
+                self._waiting_for_room = -1
 
     def _finish_slot(self, slot: _AckSlot, result: Optional[PubAck], error: Optional[BaseException]) -> None:
-        if slot.done:
+        if slot.finished:
             return
-        slot.done = True
+        slot.finished = True
+        slot.payload = b""  # keep nothing of a finished message alive
+        slot.headers = None
         self._inflight.pop(slot.key, None)
         if error is not None:
-            slot.future.set_exception(error)
+            slot.set_exception(error)
         else:
-            slot.future.set_result(result)  # type: ignore[arg-type]
-        if self._waiting_for_room:
+            slot.set_result(result)
+        if self._waiting_for_room >= 0 and len(self._inflight) <= self._waiting_for_room:
             with self._room:
                 self._room.notify_all()
 
@@ -473,7 +499,7 @@ class JetStream:
         Raises:
             RequestTimeout: some are still in flight after ``timeout`` seconds.
         """
-        futures = [slot.future for slot in list(self._inflight.values())]
+        futures = list(self._inflight.values())
         deadline = None if timeout is None else time.monotonic() + timeout
         for future in futures:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -483,50 +509,84 @@ class JetStream:
                 raise RequestTimeout(f"{self.publish_async_pending} publish(es) still unacknowledged after {timeout} s") from None
 
     # -- timers: ack deadlines and 503 retries ---------------------------------------------
+    #
+    # Slots wait in one deque per timeout value, so each deque is in deadline order and only
+    # its head needs checking. Done slots are dropped from the heads by the timer thread and,
+    # when a deque grows past twice the window, by the publisher; so memory stays flat however
+    # many messages go through. Retries (rare) sit in a small heap.
 
-    def _arm_timer(self, slot: _AckSlot) -> None:
+    def _arm_timer(self, slot: _AckSlot, timeout: float) -> None:
+        dq = self._deadlines.get(timeout)
+        if dq is None:
+            with self._timer_lock:
+                dq = self._deadlines.setdefault(timeout, collections.deque())
+        dq.append(slot)
+        if len(dq) > 2 * self.max_pending:
+            try:
+                while dq[0].finished:
+                    dq.popleft()
+            except IndexError:
+                pass
+        if self._timer is None:
+            self._ensure_timer()
+
+    def _ensure_timer(self) -> None:
         with self._timer_lock:
-            heapq.heappush(self._timer_heap, (slot.deadline, id(slot), "deadline", slot))
-            if self._timer is None or not self._timer.is_alive():
+            if self._timer is None:
                 self._timer = threading.Thread(target=self._timer_main, name=f"memphis-sync-js-timer-{self.conn._id}", daemon=True)
                 self._timer.start()
 
     def _schedule_retry(self, slot: _AckSlot) -> None:
         # runs on the reader thread: never sleep here; the timer thread re-sends
         with self._timer_lock:
-            heapq.heappush(self._timer_heap, (time.monotonic() + _defaults.JS_PUB_RETRY_WAIT, id(slot), "retry", slot))
+            heapq.heappush(self._retries, (time.monotonic() + _defaults.JS_PUB_RETRY_WAIT, slot.key, slot))
         self._timer_wake.set()
+        if self._timer is None:
+            self._ensure_timer()
 
     def _timer_main(self) -> None:
         while True:
+            if self.conn.is_closed():
+                self._fail_all()
+            now = time.monotonic()
+            wake = now + 0.5
+            expired = []
+            for dq in list(self._deadlines.values()):
+                try:
+                    while True:
+                        slot = dq[0]
+                        if slot.finished:
+                            dq.popleft()
+                        elif slot.deadline <= now:
+                            dq.popleft()
+                            expired.append(slot)
+                        else:
+                            wake = min(wake, slot.deadline)
+                            break
+                except IndexError:
+                    pass
+            due = []
             with self._timer_lock:
-                heap = self._timer_heap
-                while heap and heap[0][3].done:
-                    heapq.heappop(heap)
-                if not heap:
+                while self._retries and self._retries[0][0] <= now:
+                    due.append(heapq.heappop(self._retries)[2])
+                if self._retries:
+                    wake = min(wake, self._retries[0][0])
+                if not expired and not due and not self._inflight and not self._retries:
                     self._timer = None
                     return
-                when, _, kind, slot = heap[0]
-                now = time.monotonic()
-                due = when <= now
-                if due:
-                    heapq.heappop(heap)
-            if not due:
-                self._timer_wake.wait(min(when - now, 0.5))
-                self._timer_wake.clear()
-                if self.conn.is_closed():
-                    self._fail_all()
-                continue
-            if slot.done:
-                continue
-            if kind == "deadline":
+            for slot in expired:
                 self.conn._drop_reply_slot(slot.reply)
                 self._finish_slot(slot, None, RequestTimeout(f"no ack for the publish to {slot.subject!r} in time"))
-            else:
-                try:
-                    self._send(slot)
-                except MemphisError as exc:
-                    self._finish_slot(slot, None, exc)
+            for slot in due:
+                if not slot.finished:
+                    try:
+                        self._send(slot)
+                    except MemphisError as exc:
+                        self._finish_slot(slot, None, exc)
+            left = wake - time.monotonic()
+            if left > 0:
+                self._timer_wake.wait(left)
+                self._timer_wake.clear()
 
     def _fail_all(self) -> None:
         from .errors import ConnectionClosedError

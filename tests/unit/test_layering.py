@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "memphis_sync"
 
 # lowest first; a module may import from its own layer or below
 LAYERS = [
-    {"errors", "_defaults", "_version", "headers", "protocol", "_nuid"},
+    {"errors", "_defaults", "_version", "headers", "protocol", "_nuid", "_future"},
     {"transport"},
     {"_retry", "subscription", "connection"},
     {"js_api", "js_msg"},
@@ -28,9 +28,21 @@ def _module_name(path: pathlib.Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node except those under ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
 def _imports(path: pathlib.Path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level == 1 and node.module:
                 yield node.module.split(".")[0]
