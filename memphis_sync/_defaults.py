@@ -45,7 +45,7 @@ NEXT_MSG_TIMEOUT: Final = 1.0
 #: flusher thread (nats.go's write buffer is 32 KiB; larger writes amortize syscalls better).
 WRITE_HIGH_WATER: Final = 256 * 1024
 #: recv() size for the reader thread.
-READ_SIZE: Final = 256 * 1024
+READ_SIZE: Final = 64 * 1024
 
 #: Pending limits of one subscription before it is a slow consumer (nats.go: 500k msgs / 64 MiB).
 SUB_PENDING_MSGS: Final = 512 * 1024
@@ -67,3 +67,33 @@ JS_PUB_RETRY_WAIT: Final = 0.25
 JS_PUB_MAX_PENDING: Final = 4000
 #: fetch() default wait (nats-py: 5 s).
 JS_FETCH_TIMEOUT: Final = 5.0
+
+# -- Memphis layer (names, units and values of the official SDK, memphis-py 1.3.1) ----------
+
+#: Control-plane request timeouts per try (memphis-py: 20 s for creations, 5 s for destructions).
+MEMPHIS_CREATE_TIMEOUT: Final = 20.0
+MEMPHIS_DESTROY_TIMEOUT: Final = 5.0
+#: Re-sends of a control-plane request that timed out (memphis-py ``timeout_retries=5``).
+MEMPHIS_TIMEOUT_RETRIES: Final = 5
+#: ``req_version`` of producer/consumer creation requests (memphis-py 1.3.x, broker 1.4 latest).
+MEMPHIS_REQ_VERSION: Final = 4
+#: ``req_version`` of producer/consumer destruction requests (memphis-py 1.3.1).
+MEMPHIS_DESTROY_REQ_VERSION: Final = 1
+#: ``sdk_lang`` sent in creation requests: we speak for the Python SDK family.
+MEMPHIS_SDK_LANG: Final = "python"
+#: Largest fetch batch the SDKs allow (``MAX_BATCH_SIZE``).
+MEMPHIS_MAX_BATCH_SIZE: Final = 5000
+#: Floor of ``batch_max_time_to_wait_ms`` (memphis-py 1.3.1).
+MEMPHIS_MIN_BATCH_WAIT_MS: Final = 100
+#: Seed of the murmur3 partition-key hash (every official SDK).
+MEMPHIS_PARTITION_SEED: Final = 31
+#: Longest station/producer/consumer/schema name the broker accepts.
+MEMPHIS_MAX_NAME_LENGTH: Final = 128
+#: Re-sent DLS messages kept for ``fetch()`` per consumer (memphis-py ring of 10000).
+MEMPHIS_DLS_BUFFER: Final = 10000
+#: The broker clamps max_msg_deliveries outside 1..10 to 10; we refuse such values instead.
+MEMPHIS_MAX_MSG_DELIVERIES: Final = 10
+#: Largest idempotency window the broker accepts (24 h).
+MEMPHIS_MAX_IDEMPOTENCY_WINDOW_MS: Final = 86_400_000
+#: Most replicas in a cluster (broker text "max replicas in a cluster is 5").
+MEMPHIS_MAX_REPLICAS: Final = 5

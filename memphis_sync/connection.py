@@ -711,14 +711,16 @@ class Connection:
             self._flush_kicked = True
             self._kick.set()
 
-    def _queue_frame(self, frame: bytes) -> None:
-        """Queue a complete frame; applies the reconnect buffer limit while disconnected."""
+    def _queue_frame(self, frame: bytes, kick: bool = True) -> None:
+        """Queue a complete frame; applies the reconnect buffer limit while disconnected.
+
+        ``kick=False`` when the caller writes inline right after (saves a flusher wake-up)."""
         if self._fast:
             self._out.append(frame)
             self._out_bytes += len(frame)
             if self._out_bytes > _WRITE_HIGH_WATER:
                 self._write_pending()
-            elif not self._flush_kicked:
+            elif kick and not self._flush_kicked:
                 self._flush_kicked = True
                 self._kick.set()
             return
@@ -733,7 +735,8 @@ class Connection:
             self._out_bytes = size
             if self._status is not CONNECTED:
                 return
-        self._kick_flusher()
+        if kick:
+            self._kick_flusher()
 
     def _write_pending(self) -> None:
         """Write every queued frame now (any thread). Failures hand the socket to the reader."""
@@ -832,16 +835,19 @@ class Connection:
                         self._flush_kicked = True
                         self._kick.set()
                     return
+        self._queue_frame(self._encode(subject, payload, reply, headers))
+
+    def _encode(self, subject: str, payload: bytes, reply: Optional[str], headers: HeadersLike) -> bytes:
+        """Validate and encode one PUB/HPUB frame (raises before anything is queued)."""
         if headers:
             frame = encode_hpub(subject, payload, headers, reply)
             # the frame is longer than headers+payload, so only long frames need the exact size
             if len(frame) > self._max_payload and self._hpub_size(frame) > self._max_payload:
                 raise PayloadTooLargeError(self._hpub_size(frame), self._max_payload)
-        else:
-            if len(payload) > self._max_payload:
-                raise PayloadTooLargeError(len(payload), self._max_payload)
-            frame = encode_pub(subject, payload, reply)
-        self._queue_frame(frame)
+            return frame
+        if len(payload) > self._max_payload:
+            raise PayloadTooLargeError(len(payload), self._max_payload)
+        return encode_pub(subject, payload, reply)
 
     @staticmethod
     def _hpub_size(frame: bytes) -> int:
@@ -1004,7 +1010,7 @@ class Connection:
         waiter = _Waiter()
         self._resp_map[token] = waiter
         try:
-            self._publish_request(subject, payload, prefix + token, headers)
+            self._publish_request(subject, payload, prefix + token, headers, kick=False)
             self._write_pending()
             if not waiter.wait(timeout):
                 raise RequestTimeout(f"no reply to request on {subject!r} within {timeout} s")
@@ -1029,19 +1035,16 @@ class Connection:
     def _drop_reply_slot(self, reply: str) -> None:
         self._resp_map.pop(reply[len(self._resp_prefix):], None)
 
-    def _publish_request(self, subject: str, payload: bytes, reply: str, headers: HeadersLike) -> None:
+    def _publish_request(self, subject: str, payload: bytes, reply: str, headers: HeadersLike, kick: bool = True) -> None:
         """Publish with one of our own inbox replies (valid by construction: not re-validated)."""
-        if headers:
-            self.publish(subject, payload, reply, headers)
-            return
-        prefix = _PUB_PREFIXES.get(subject) if type(subject) is str else None
+        prefix = _PUB_PREFIXES.get(subject) if type(subject) is str and not headers else None
         if prefix is None or type(payload) is not bytes:
-            self.publish(subject, payload, reply)
+            self._queue_frame(self._encode(subject, payload, reply, headers), kick)
             return
         size = len(payload)
         if size > self._max_payload:
             raise PayloadTooLargeError(size, self._max_payload)
-        self._queue_frame(b"%b%b %d\r\n%b\r\n" % (prefix, reply.encode(), size, payload))
+        self._queue_frame(b"%b%b %d\r\n%b\r\n" % (prefix, reply.encode(), size, payload), kick)
 
     def _publish_trusted(self, subject: str, payload: bytes) -> None:
         """Publish to a subject the server handed us (an ack subject): it arrived as one token

@@ -326,3 +326,14 @@ def jetstream_error(error: Optional[Mapping[str, Any]]) -> JetStreamError:
 
 class BrokerError(MemphisError):
     """The local broker (a ``nats-server`` run by :mod:`memphis_sync.broker`) could not start or stop."""
+
+
+# -- Memphis API arguments -----------------------------------------------------------------
+
+
+class MemphisValueError(MemphisError, ValueError):
+    """An argument of a Memphis call is invalid (a name, a size, an enum value); nothing was sent."""
+
+
+class MemphisMessageTypeError(MemphisSchemaError, TypeError):
+    """``produce()`` got a message of a type it cannot encode (also a ``TypeError``); nothing was sent."""

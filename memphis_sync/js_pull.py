@@ -188,7 +188,7 @@ class PullSubscription:
         if heartbeat is not None:
             body["idle_heartbeat"] = int(heartbeat * _NS)
         reply = f"{self._inbox}.{next(self._req_ids)}"
-        conn.publish(self._next_subject, json.dumps(body, separators=(",", ":")).encode(), reply)
+        conn._queue_frame(conn._encode(self._next_subject, json.dumps(body, separators=(",", ":")).encode(), reply, None), kick=False)
         conn._write_pending()
         # 3. collect until the batch is full, the request ends, or time runs out
         received_bytes = 0

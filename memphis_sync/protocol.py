@@ -67,7 +67,7 @@ __all__ = [
 MAX_CONTROL_LINE: Final[int] = 4096
 #: nats-server's default ``max_payload`` (1 MiB), in force until INFO says otherwise.
 DEFAULT_MAX_PAYLOAD: Final[int] = 1048576
-#: Largest header block accepted: real ones are a few hundred bytes, this bounds abuse.
+#: Largest header block accepted; real ones are a few hundred bytes, this bounds abuse.
 MAX_HEADER_BLOCK: Final[int] = 65536
 #: INFO (``connect_urls`` of a big cluster) and CONNECT (JWTs) carry JSON that can exceed 4 KiB.
 MAX_JSON_LINE: Final[int] = 65536
@@ -85,8 +85,8 @@ _CACHE_LIMIT: Final[int] = 8192
 class Role(enum.Enum):
     """Which side's operations a :class:`Parser` reads."""
 
-    CLIENT = "client"  #: we are the client: parse INFO, MSG, HMSG, PING, PONG, +OK, -ERR
-    SERVER = "server"  #: we are the (fake) server: parse CONNECT, PUB, HPUB, SUB, UNSUB, PING, PONG
+    CLIENT = "client"  #: we are the client, so parse INFO, MSG, HMSG, PING, PONG, +OK, -ERR
+    SERVER = "server"  #: we are the (fake) server, so parse CONNECT, PUB, HPUB, SUB, UNSUB, PING, PONG
 
 
 CLIENT: Final = Role.CLIENT
@@ -369,7 +369,7 @@ class Parser:
 
     @property
     def buffered(self) -> int:
-        """Bytes held for an incomplete frame (bounded: see the module invariants)."""
+        """Bytes held for an incomplete frame (bounded, see the module invariants)."""
         return len(self._buf)
 
     def receive_data(self, data: _BytesLike) -> None:

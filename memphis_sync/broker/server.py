@@ -515,7 +515,7 @@ class NatsServer:
 
     @property
     def url(self) -> str:
-        """The client URL: ``nats://host:port``, or ``tls://host:port`` with TLS."""
+        """The client URL, ``nats://host:port`` (or ``tls://host:port`` with TLS)."""
         return self._url("tls" if self._tls is not None else "nats", self.port)
 
     @property

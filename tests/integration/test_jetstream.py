@@ -176,15 +176,15 @@ def test_fetch_full_partial_empty_and_no_wait(js):
     t0 = time.monotonic()
     msgs += sub.fetch(10, timeout=0.5)  # only 2 left: a partial batch when the wait runs out
     assert [m.data for m in msgs] == [b"%d" % i for i in range(5)]
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < 3  # returned when the 0.5 s wait ran out, not later
     for m in msgs:
         m.ack()
     t0 = time.monotonic()
     assert sub.fetch(5, timeout=0.3) == []
-    assert 0.25 < time.monotonic() - t0 < 1.5
+    assert 0.25 < time.monotonic() - t0 < 3
     t0 = time.monotonic()
     assert sub.fetch(5, timeout=5, no_wait=True) == []
-    assert time.monotonic() - t0 < 1
+    assert time.monotonic() - t0 < 2.5  # no_wait: far less than the 5 s timeout
     js.publish("orders.new", b"late")
     got = sub.fetch(5, timeout=5, no_wait=True)
     assert [m.data for m in got] == [b"late"]
