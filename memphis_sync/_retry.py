@@ -20,7 +20,7 @@ import attrs
 import tenacity
 
 from . import _defaults
-from .errors import AuthorizationError, NetworkError
+from .errors import AuthorizationError, ConnectTimeout, NetworkError
 
 __all__ = ["ReconnectPolicy", "build_retrying"]
 
@@ -39,7 +39,7 @@ def _attempts(instance: object, attribute: "attrs.Attribute[int]", value: int) -
 
 def _retryable(exc: BaseException) -> bool:
     # ``final`` marks an error after which no server is left to try
-    return isinstance(exc, (NetworkError, AuthorizationError)) and not getattr(exc, "final", False)
+    return isinstance(exc, (NetworkError, ConnectTimeout, AuthorizationError)) and not getattr(exc, "final", False)
 
 
 @attrs.frozen(kw_only=True)

@@ -18,10 +18,12 @@ Threads (``<n>`` is a per-process connection number):
 * ``memphis-sync-events-<n>`` (started on first use) runs the user's connection callbacks.
 * Callback subscriptions each have a worker thread (see ``subscription``).
 
-Locks, in the only order they are ever nested: ``_state_lock`` → ``_send_lock``.
+Locks, in the only order they are ever nested: ``_state_lock`` → ``_send_lock`` → ``_out_lock``.
 
 * ``_send_lock`` serializes socket writes: every byte string written is a sequence of whole
   frames, so frames never interleave. Held during ``sendall`` only.
+* ``_out_lock`` makes "take the queued frames" atomic with the PING positions (publishers never
+  take it: appending a frame is one atomic list operation).
 * ``_state_lock`` guards status, the subscription table, the pending-PONG queue and the reconnect
   buffer accounting. No socket I/O and no user code runs while it is held... except the reconnect
   re-subscription, which takes ``_send_lock`` inside it so that no publish can slip between the
@@ -485,7 +487,7 @@ class Connection:
                     break
                 except AuthorizationError:
                     raise
-                except NetworkError as exc:
+                except (NetworkError, ConnectTimeout) as exc:
                     last = exc
                     self._rotate()
             if last is not None:
@@ -524,7 +526,7 @@ class Connection:
                         raise
                 self._rotate()
             raise
-        except NetworkError:
+        except (NetworkError, ConnectTimeout):
             self._rotate()
             raise
 
@@ -749,6 +751,9 @@ class Connection:
             if stream is None:
                 return
             with self._out_lock:
+                # clear the flag *before* measuring the batch: a frame appended after this
+                # point either is in the batch or wakes the flusher itself
+                self._flush_kicked = False
                 out = self._out
                 count = len(out)
                 if not count:
@@ -757,7 +762,6 @@ class Connection:
                 del out[:count]
                 self._taken += count
                 self._out_bytes = 0
-                self._flush_kicked = False
             data = b"".join(batch)
             try:
                 stream.write(data)
@@ -1152,6 +1156,8 @@ class Connection:
             else:
                 reconnect = True
         self._emit("disconnected")
+        if reconnect:
+            self._rotate()  # try another server of the pool first; the current one just failed
         if not reconnect:
             self._close_from_reader(self.last_error)
             return False

@@ -70,7 +70,8 @@ class Subscription:
         self.pending_msgs_limit = pending_msgs_limit
         self.pending_bytes_limit = pending_bytes_limit
         self._in_bytes = 0  # written by the reader thread only
-        self._out_bytes = 0  # written by consuming threads only
+        self._out_bytes = 0  # written by consuming threads only, under _out_lock
+        self._out_lock = threading.Lock()
         self.delivered = 0
         self.dropped = 0
         self._slow = False
@@ -148,7 +149,8 @@ class Subscription:
         if type(item) is _Stop:
             self._queue.put(item)  # keep every later caller informed
             raise SubscriptionClosedError(f"subscription {self.sid} on {self.subject!r} is closed") from item.error
-        self._out_bytes += len(item.payload)  # type: ignore[attr-defined]
+        with self._out_lock:  # several threads may consume one subscription
+            self._out_bytes += len(item.payload)  # type: ignore[attr-defined]
         return item  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[Msg]:

@@ -379,3 +379,17 @@ def test_flush_and_context_manager(nats_server):
         c.flush(timeout=2)
         assert c.is_connected()
     assert c.is_closed()
+
+
+def test_silent_server_times_out_and_next_server_is_tried(nats_server):
+    # a listener that accepts TCP but never says INFO (a hung server) comes first in the pool
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        t0 = time.monotonic()
+        with connect([f"nats://127.0.0.1:{port}", nats_server.url], connect_timeout=0.3) as c:
+            assert c.connected_url.endswith(f":{nats_server.port}")
+        assert time.monotonic() - t0 < 3
+        with pytest.raises(MemphisError):
+            connect(f"nats://127.0.0.1:{port}", connect_timeout=0.2)
