@@ -22,11 +22,13 @@ _CREATE = threading.Lock()
 class LazyFuture(Future):  # type: ignore[type-arg]
     """A ``Future`` whose Condition is created lazily (see the module docstring)."""
 
+    # class-level defaults, replaced per instance on first write (cheaper construction)
+    _lazy_condition: Optional[threading.Condition] = None
+    _state = PENDING
+    _result = None
+    _exception: Optional[BaseException] = None
+
     def __init__(self) -> None:  # deliberately not calling Future.__init__
-        self._lazy_condition: Optional[threading.Condition] = None
-        self._state = PENDING
-        self._result = None
-        self._exception: Optional[BaseException] = None
         self._waiters: list = []
         self._done_callbacks: list = []
 

@@ -14,7 +14,6 @@ and re-sends those answered by "no responders" (a stream leader election, ADR-22
 
 from __future__ import annotations
 
-import collections
 import heapq
 import itertools
 import json
@@ -22,7 +21,8 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Deque, Dict, List, Mapping, Optional, Union
+from concurrent.futures._base import PENDING
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from . import _defaults
 from .connection import Connection, HeadersLike
@@ -46,6 +46,9 @@ from .protocol import Msg, validate_publish_subject
 __all__ = ["JetStream"]
 
 logger = logging.getLogger(__name__)
+
+#: how often (seconds) the timer thread looks for expired pipelined publishes
+_TIMER_TICK = 0.25
 
 _HDR_MSG_ID = "Nats-Msg-Id"
 _HDR_EXPECTED_STREAM = "Nats-Expected-Stream"
@@ -98,7 +101,13 @@ class _AckSlot(LazyFuture):
     """
 
     def __init__(self, js: "JetStream", key: int, subject: str, payload: bytes, headers: HeadersLike, deadline: float) -> None:
-        super().__init__()
+        # every attribute set here, in one order: instances then share one key table (fast)
+        self._waiters: list = []  # LazyFuture's per-instance state, inlined (hot path)
+        self._done_callbacks: list = []
+        self._lazy_condition = None
+        self._state = PENDING
+        self._result: Optional[PubAck] = None
+        self._exception: Optional[BaseException] = None
         self.js = js
         self.key = key
         self.subject = subject
@@ -160,7 +169,6 @@ class JetStream:
         self._room = threading.Condition(threading.Lock())
         self._waiting_for_room = -1  # >= 0: a publisher waits until inflight drops to it
         self._timer_lock = threading.Lock()
-        self._deadlines: Dict[float, Deque[_AckSlot]] = {}
         self._retries: List[Any] = []
         self._timer_wake = threading.Event()
         self._timer: Optional[threading.Thread] = None
@@ -436,7 +444,10 @@ class JetStream:
         Raises:
             LocalProtocolError / PayloadTooLargeError: bad input (nothing sent, no future).
         """
-        hdrs = self._headers(headers, msg_id, expected_stream, expected_last_seq, expected_last_msg_id, expected_last_subject_seq)
+        if msg_id is None and expected_stream is None and expected_last_seq is None and expected_last_msg_id is None and expected_last_subject_seq is None:
+            hdrs = headers
+        else:
+            hdrs = self._headers(headers, msg_id, expected_stream, expected_last_seq, expected_last_msg_id, expected_last_subject_seq)
         if len(self._inflight) >= self.max_pending:
             self._wait_for_room()
         key = next(self._ids)
@@ -448,7 +459,8 @@ class JetStream:
         except BaseException:
             self._inflight.pop(key, None)
             raise
-        self._arm_timer(slot, wait)
+        if self._timer is None:
+            self._ensure_timer()
         return slot
 
     def _send(self, slot: _AckSlot) -> None:
@@ -510,25 +522,10 @@ class JetStream:
 
     # -- timers: ack deadlines and 503 retries ---------------------------------------------
     #
-    # Slots wait in one deque per timeout value, so each deque is in deadline order and only
-    # its head needs checking. Done slots are dropped from the heads by the timer thread and,
-    # when a deque grows past twice the window, by the publisher; so memory stays flat however
-    # many messages go through. Retries (rare) sit in a small heap.
-
-    def _arm_timer(self, slot: _AckSlot, timeout: float) -> None:
-        dq = self._deadlines.get(timeout)
-        if dq is None:
-            with self._timer_lock:
-                dq = self._deadlines.setdefault(timeout, collections.deque())
-        dq.append(slot)
-        if len(dq) > 2 * self.max_pending:
-            try:
-                while dq[0].finished:
-                    dq.popleft()
-            except IndexError:
-                pass
-        if self._timer is None:
-            self._ensure_timer()
+    # In-flight slots are bounded by the window, so the timer thread simply scans them a few
+    # times a second for expired deadlines (no per-message timer bookkeeping on the publish
+    # path). Retries after a 503 (rare) sit in a small heap. The thread exits when nothing is
+    # in flight and is started again by the next publish.
 
     def _ensure_timer(self) -> None:
         with self._timer_lock:
@@ -549,22 +546,13 @@ class JetStream:
             if self.conn.is_closed():
                 self._fail_all()
             now = time.monotonic()
-            wake = now + 0.5
+            wake = now + _TIMER_TICK
             expired = []
-            for dq in list(self._deadlines.values()):
-                try:
-                    while True:
-                        slot = dq[0]
-                        if slot.finished:
-                            dq.popleft()
-                        elif slot.deadline <= now:
-                            dq.popleft()
-                            expired.append(slot)
-                        else:
-                            wake = min(wake, slot.deadline)
-                            break
-                except IndexError:
-                    pass
+            for slot in list(self._inflight.values()):
+                if slot.deadline <= now:
+                    expired.append(slot)
+                elif slot.deadline < wake:
+                    wake = slot.deadline
             due = []
             with self._timer_lock:
                 while self._retries and self._retries[0][0] <= now:

@@ -9,7 +9,7 @@ model; every info keeps the ``raw`` response.
 from __future__ import annotations
 
 import enum
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
 import attrs
 
@@ -374,9 +374,9 @@ class ConsumerInfo:
         )
 
 
-@attrs.frozen(kw_only=True)
-class PubAck:
-    """The server's acknowledgement of a stored message."""
+class PubAck(NamedTuple):
+    """The server's acknowledgement of a stored message (a named tuple: cheap to build, since
+    one is made for every published message)."""
 
     stream: str
     seq: int
