@@ -27,7 +27,6 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 from . import _defaults
 from .connection import Connection, HeadersLike
 from .errors import (
-    JetStreamError,
     JetStreamNotEnabledError,
     LocalProtocolError,
     MemphisError,

@@ -90,7 +90,9 @@ def test_queue_group_shares_work(conn):
             other.publish("work", str(i).encode())
         other.flush()
         conn.flush()
-        time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while a.pending_msgs + b.pending_msgs < 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert a.pending_msgs + b.pending_msgs == 200
         assert a.pending_msgs > 0 and b.pending_msgs > 0
     finally:
