@@ -218,6 +218,15 @@ class PullSubscription:
             last_beat = time.monotonic()
             if self._request_over(msg, bool(out)):
                 break
+        # deliveries already queued (e.g. for an earlier request that outlived its fetch under
+        # load) are valid: hand them out now rather than leaving them for the next fetch
+        while len(out) < batch and sub.pending_msgs > 0:
+            try:
+                msg = sub.next_msg(timeout=0)
+            except MessageTimeout:
+                break
+            if msg.status is None:
+                out.append(JsMsg(conn, msg))
         return out
 
     def _request_over(self, msg: Msg, have_messages: bool) -> bool:

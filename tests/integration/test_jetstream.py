@@ -186,6 +186,12 @@ def test_fetch_full_partial_empty_and_no_wait(js):
     assert sub.fetch(5, timeout=5, no_wait=True) == []
     assert time.monotonic() - t0 < 2.5  # no_wait: far less than the 5 s timeout
     js.publish("orders.new", b"late")
+    # no_wait returns what the consumer has already seen; the server updates a consumer's view
+    # of the stream asynchronously, so wait until it counts the new message
+    deadline = time.monotonic() + 5
+    while js.consumer_info("ORDERS", "workers").num_pending < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     got = sub.fetch(5, timeout=5, no_wait=True)
     assert [m.data for m in got] == [b"late"]
     got[0].ack()
