@@ -5,6 +5,8 @@ NATS server; the Memphis API builds on it.
 """
 
 from ._retry import ReconnectPolicy
+from .client import Memphis, connect
+from .consumer import Consumer
 from ._version import __version__
 from .connection import Connection, ConnectionStatus, ServerAddress, TlsOptions
 from .connection import connect as nats_connect
@@ -24,14 +26,17 @@ from .errors import (
     MemphisConnectError,
     MemphisError,
     MemphisHeaderError,
+    MemphisMessageTypeError,
     MemphisRequestError,
     MemphisSchemaError,
     MemphisTimeoutError,
+    MemphisValueError,
     MessageAlreadyAckedError,
     MessageNotFoundError,
     MessageTimeout,
     NetworkError,
     NoRespondersError,
+    NoStreamResponseError,
     OutboundBufferFullError,
     PayloadTooLargeError,
     PermissionViolationError,
@@ -48,11 +53,23 @@ from .errors import (
     WriteError,
     WrongLastSequenceError,
 )
-from .headers import Headers
+from .message import Headers, Message
+from .producer import Producer
 from .protocol import Msg
+from .station import Retention, Station, Storage
 from .subscription import Subscription
 
 __all__ = [
+    # Memphis API
+    "connect",
+    "Memphis",
+    "Station",
+    "Retention",
+    "Storage",
+    "Producer",
+    "Consumer",
+    "Message",
+    "Headers",
     # NATS layer
     "nats_connect",
     "Connection",
@@ -62,7 +79,6 @@ __all__ = [
     "ReconnectPolicy",
     "Subscription",
     "Msg",
-    "Headers",
     # errors
     "MemphisError",
     "ProtocolError",
@@ -89,6 +105,7 @@ __all__ = [
     "ServerError",
     "SlowConsumerError",
     "NoRespondersError",
+    "NoStreamResponseError",
     "JetStreamError",
     "JetStreamNotEnabledError",
     "StreamNotFoundError",
@@ -101,6 +118,8 @@ __all__ = [
     "MemphisRequestError",
     "MemphisHeaderError",
     "MemphisSchemaError",
+    "MemphisMessageTypeError",
+    "MemphisValueError",
     "BrokerError",
     # version
     "__version__",

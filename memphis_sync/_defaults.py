@@ -97,3 +97,18 @@ MEMPHIS_MAX_MSG_DELIVERIES: Final = 10
 MEMPHIS_MAX_IDEMPOTENCY_WINDOW_MS: Final = 86_400_000
 #: Most replicas in a cluster (broker text "max replicas in a cluster is 5").
 MEMPHIS_MAX_REPLICAS: Final = 5
+
+#: The local broker's control plane reconnects fast: its nats-server is on the same host, and a
+#: restart should not leave Memphis requests unanswered for the SDK default 1.5 s.
+CONTROL_PLANE_RECONNECT_WAIT: Final = 0.1
+#: Seconds the control plane waits for requests in progress when it stops.
+CONTROL_PLANE_DRAIN_TIMEOUT: Final = 5.0
+#: Memphis broker defaults used by the local broker (memphis-wire.md §1.3): token mode with user
+#: ``root`` and token ``memphis``; password mode accounts are ``<user>$<account_id>``, id 1.
+MEMPHIS_USERNAME: Final = "root"
+MEMPHIS_CONNECTION_TOKEN: Final = "memphis"
+MEMPHIS_ACCOUNT_ID: Final = 1
+#: Every broker config shipped with Memphis sets max_payload 8MB (memphis-wire.md §6.5).
+MEMPHIS_MAX_PAYLOAD: Final = 8 * 1024 * 1024
+#: Seconds ``Memphis.close()`` waits for unacknowledged nonblocking produces.
+MEMPHIS_CLOSE_ACK_WAIT: Final = 5.0

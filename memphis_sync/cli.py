@@ -5,6 +5,8 @@ Subcommands:
 * ``demo``: start a local broker on a free port, produce and consume a few thousand messages with
   several producer threads sharing one connection and a queue group of consumers, print what
   happened (counts, throughput, latency percentiles), stop the broker.
+* ``broker``: run a local Memphis broker (nats-server plus the Memphis control plane) until
+  Ctrl-C; ``broker dls STATION`` lists a station's dead-letter messages.
 """
 
 from __future__ import annotations
@@ -109,6 +111,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     demo.add_argument("--producers", type=int, default=4)
     demo.add_argument("--consumers", type=int, default=3)
     demo.add_argument("--size", type=int, default=128)
+    broker = sub.add_parser("broker", help="run a local Memphis broker until Ctrl-C")
+    from .broker import cli as broker_cli
+
+    broker_cli.add_arguments(broker)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -119,6 +125,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.size < 16:
             parser.error("--size must be >= 16")
         return run_demo(args.messages, args.producers, args.consumers, args.size)
+    if args.command == "broker":
+        return broker_cli.run(args)
     return 2  # pragma: no cover
 
 

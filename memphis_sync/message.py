@@ -13,7 +13,6 @@ case-sensitive) that refuses the reserved ``$memphis`` prefix, as the SDK's ``He
 from __future__ import annotations
 
 import datetime
-import json
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 from . import headers as _nats_headers
@@ -272,7 +271,3 @@ class Message:
                 "seq": msg.metadata.stream_seq,
             },
         )
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj).encode("utf-8")

@@ -81,6 +81,14 @@ def check_partition_args(key: Optional[str], number: int) -> None:
         raise MemphisValueError(f"partition number must be an int >= 1 (or -1 for none), got {number!r}")
 
 
+def check_partition_number(partitions: Sequence[int], internal_station: str, number: int) -> None:
+    """Refuse a partition number that the station does not have (the SDK's texts)."""
+    if type(number) is not int or not 1 <= number <= len(partitions):
+        raise MemphisValueError("Partition number is out of range")
+    if number not in partitions:
+        raise MemphisValueError(f"Partition {number} does not exist in station {internal_station}")
+
+
 def pick_partition(
     partitions: Sequence[int], internal_station: str, key: Optional[str], number: int, rr: "itertools.count[int]"
 ) -> int:
@@ -90,10 +98,7 @@ def pick_partition(
     if key is not None:
         return partition_for_key(key, partitions)
     if number > 0:
-        if not 1 <= number <= len(partitions):
-            raise MemphisValueError("Partition number is out of range")
-        if number not in partitions:
-            raise MemphisValueError(f"Partition {number} does not exist in station {internal_station}")
+        check_partition_number(partitions, internal_station, number)
         return number
     return partitions[next(rr) % len(partitions)]
 
@@ -250,6 +255,28 @@ class Producer:
         if function_id is not None:
             return f"{internal}${partition}.functions.{function_id}"
         return f"{internal}${partition}.final"
+
+    def get_partition_from_key(self, key: str) -> int:
+        """The partition ``key`` maps to (murmur3, seed 31, as every official SDK).
+
+        Raises:
+            MemphisValueError: a multi-station or unpartitioned producer.
+        """
+        return partition_for_key(key, self._partition_list())
+
+    def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
+        """Check that ``partition_number`` exists in the station (the SDK's texts).
+
+        Raises:
+            MemphisValueError: out of range, or not in the station's partition list.
+        """
+        check_partition_number(self._partition_list(), self.internal_station_name, partition_number)
+
+    def _partition_list(self) -> List[int]:
+        partitions = self._state.partitions if self._state is not None else None
+        if not partitions:
+            raise MemphisValueError(f"producer {self.producer_name!r} has no partition list (multi-station or legacy station)")
+        return partitions
 
     # -- nonblocking bookkeeping ---------------------------------------------------------
 

@@ -179,3 +179,12 @@ def tls_nats_server(nats_server_factory: Callable[..., NatsServer], tls_certs: T
 def mtls_nats_server(nats_server_factory: Callable[..., NatsServer], tls_certs: TlsCerts) -> NatsServer:
     """A started nats-server that requires TLS and a client certificate signed by the test CA."""
     return nats_server_factory(tls=tls_certs.server_tls(verify=True))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the ``memphis_sync.testing`` plugin when the package is not installed (so its
+    ``pytest11`` entry point did not load it already)."""
+    import memphis_sync.testing as plugin
+
+    if not config.pluginmanager.is_registered(plugin):
+        config.pluginmanager.register(plugin, "memphis_sync")

@@ -69,7 +69,8 @@ class MetadataStore:
             msg = self._js.get_msg(METADATA_STREAM, last_by_subject=self._subject(key))
         except MessageNotFoundError:
             return None
-        return json.loads(msg.data)
+        record: Dict[str, Any] = json.loads(msg.data)
+        return record
 
     def put(self, key: str, record: Mapping[str, Any], *, create_only: bool = False) -> bool:
         """Store ``record`` under ``key``.

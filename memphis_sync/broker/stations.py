@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import attrs
 
 __all__ = [
+    "Refusal",
     "MAX_NAME_LENGTH",
     "MAX_PARTITIONS",
     "internal_name",
@@ -54,6 +55,14 @@ _USER_TENANT_RE = re.compile(r"^(.*)\$(\d+)$")
 _RETENTION_TYPES = ("message_age_sec", "messages", "bytes", "ack_based")
 _STORAGE_TYPES = ("file", "memory")
 _NS_PER_MS = 1_000_000
+
+
+class Refusal(Exception):
+    """Raised by a control-plane handler to answer at once with the broker's error text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 def internal_name(name: str) -> str:

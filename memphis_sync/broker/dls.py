@@ -1,0 +1,334 @@
+"""Dead-letter station (DLS) handling of the control plane (``memphis-wire.md`` §9).
+
+Three sources feed a station's dead letters, each stored as one record in the metadata store
+(key ``dls.<internal station>.<id>``) with the message, its headers and the reason:
+
+* poison messages: JetStream's ``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<durable>``
+  advisory, sent when a pull request meets a message of a station durable that used up its
+  ``max_deliver`` deliveries. As on the broker (§9.1), the advisories are captured by the stream
+  ``$memphis_dls_unacked`` (work queue, 24 h), so none is lost while no control plane runs; its
+  durable push consumer delivers them to the control planes' queue group, which ack each one once
+  handled. Stock nats-server's advisory carries no message, so it is read back by sequence
+  (``STREAM.MSG.GET``), as the broker does for such advisories;
+* explicit dead-lettering by a consumer: ``$memphis_nacked_dls`` (§9.3);
+* schema validation failures reported by producers: ``$memphis_schemaverse_dls`` (§9.4).
+
+A new poison record is forwarded to the station's ``dls_station`` (§9.7) with the extra headers
+``station`` and ``type``; ``$memphis_pm_acks`` (§9.6) removes a consumer group from a record.
+
+Differences from the Memphis broker: the advisory durable is a push consumer with a queue group
+(the broker pulls batches of 1000); the forwarding partition is drawn uniformly from all
+partitions (§15.10: the broker never picks the last one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from memphis_sync.broker import stations as st
+from memphis_sync.broker.metadata import MetadataStore
+from memphis_sync.connection import Connection
+from memphis_sync.errors import ConsumerNameInUseError, MemphisError, StreamNameInUseError
+from memphis_sync.jetstream import JetStream
+from memphis_sync.js_api import ConsumerConfig, StreamConfig
+from memphis_sync.protocol import Msg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from memphis_sync.broker.control_plane import ControlPlane
+
+__all__ = ["DeadLetters", "DLS_SUBJECTS", "list_dls_remote"]
+
+logger = logging.getLogger(__name__)
+
+#: Subject → (queue group, handler method); the queue groups are the broker's (§3.1).
+DLS_SUBJECTS: Dict[str, Tuple[str, str]] = {
+    "$memphis_nacked_dls": ("$memphis_nacked_dls_group", "_on_nacked"),
+    "$memphis_schemaverse_dls": ("$memphis_schemaverse_dls_group", "_on_schemaverse"),
+    "$memphis_pm_acks": ("$memphis_pm_acks_group", "_on_pm_ack"),
+}
+#: The advisory stream, its durable and where the durable pushes to (§9.1).
+UNACKED_STREAM = "$memphis_dls_unacked"
+UNACKED_SUBJECTS = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
+UNACKED_DURABLE = "$memphis_dls_unacked_consumer"
+UNACKED_DELIVER = "$memphis_sync_dls_unacked"
+UNACKED_GROUP = "$memphis_dls_unacked_group"
+_DAY = 24 * 3600.0
+_PRODUCED_BY = "$memphis_producedBy"
+_RESENT_PRODUCER = "$memphis_dls"
+
+
+def _headers_dict(headers: Any) -> Dict[str, str]:
+    if not headers:
+        return {}
+    return {name: headers.get(name) for name in headers}
+
+
+class DeadLetters:
+    """The DLS part of a :class:`~memphis_sync.broker.control_plane.ControlPlane`."""
+
+    def __init__(self, control_plane: "ControlPlane") -> None:
+        self._cp = control_plane
+
+    def subscribe(self, conn: Connection, *, replicas: int = 1) -> List[Any]:
+        """Set up the advisory stream and subscribe to the DLS subjects; return the subscriptions."""
+        js = self._cp.jetstream
+        try:
+            js.add_stream(StreamConfig(
+                name=UNACKED_STREAM, subjects=[UNACKED_SUBJECTS], retention="workqueue", max_age=_DAY,
+                storage="file", num_replicas=replicas,
+            ))
+        except StreamNameInUseError:
+            logger.debug("%s exists with another configuration; keeping it", UNACKED_STREAM)
+        try:
+            js.add_consumer(UNACKED_STREAM, ConsumerConfig(
+                durable_name=UNACKED_DURABLE, ack_wait=80.0, max_deliver=10, max_ack_pending=-1,
+                extra={"deliver_subject": UNACKED_DELIVER, "deliver_group": UNACKED_GROUP},
+            ), legacy_durable_api=True)
+        except ConsumerNameInUseError:
+            logger.debug("%s exists with another configuration; keeping it", UNACKED_DURABLE)
+        subs = [conn.subscribe(UNACKED_DELIVER, queue=UNACKED_GROUP, callback=self._guard(self._on_max_deliveries, ack=True))]
+        for subject, (queue, method) in DLS_SUBJECTS.items():
+            subs.append(conn.subscribe(subject, queue=queue, callback=self._guard(getattr(self, method))))
+        return subs
+
+    def _guard(self, handler: Callable[[Dict[str, Any]], None], *, ack: bool = False) -> Callable[[Msg], None]:
+        def on_event(msg: Msg) -> None:
+            try:
+                data = json.loads(msg.payload)
+                if isinstance(data, dict):
+                    with self._cp._lock:
+                        handler(data)
+            except Exception:  # a bad event must not stop the subscription
+                logger.exception("control plane: DLS event on %s failed", msg.subject)
+                return  # not acked: JetStream redelivers it
+            if ack and msg.reply:
+                self._cp.connection.publish(msg.reply, b"+ACK")
+
+        return on_event
+
+    # -- records -----------------------------------------------------------------------------
+
+    def records(self, station: str) -> List[Dict[str, Any]]:
+        """The dead-letter records of a station, oldest first."""
+        return _records(self._cp.metadata, station)
+
+    def _store(
+        self,
+        station: Mapping[str, Any],
+        record_id: int,
+        *,
+        message_type: str,
+        seq: int,
+        partition: int,
+        cg: Optional[str],
+        producer: str,
+        data: bytes,
+        headers: Dict[str, str],
+        time_sent: Optional[float],
+        validation_error: str,
+    ) -> bool:
+        """Create or update a record; True if it is new (then it is forwarded to the DLS station)."""
+        key = f"dls.{st.internal_name(station['name'])}.{record_id}"
+        meta = self._cp.metadata
+        record = meta.get(key)
+        new = record is None
+        if record is None:
+            record = {
+                "id": record_id,
+                "station_name": station["name"],
+                "message_seq": seq,
+                "partition_number": partition,
+                "producer_name": producer,
+                "poisoned_cgs": [],
+                "message_type": message_type,
+                "validation_error": validation_error,
+                "message_details": {
+                    "time_sent": time_sent,
+                    "size": len(data) + sum(len(k) + len(v) for k, v in headers.items()),
+                    "data": data.hex(),
+                    "headers": headers,
+                },
+                "created_at": time.time(),
+            }
+        if cg and cg not in record["poisoned_cgs"]:
+            record["poisoned_cgs"].append(cg)
+        if validation_error:
+            record["validation_error"] = validation_error
+        record["updated_at"] = time.time()
+        meta.put(key, record)
+        if new:
+            self._forward(station, data, headers, "unacked" if message_type == "poison" else "failed_schema")
+        return new
+
+    def _forward(self, station: Mapping[str, Any], data: bytes, headers: Dict[str, str], kind: str) -> None:
+        target_name = station.get("dls_station") or ""
+        if not target_name:
+            return
+        target = self._cp.get_station(target_name)
+        if target is None:
+            return
+        partitions = target.get("partitions_list") or [1]
+        stream = st.stream_name(target["name"], random.choice(partitions))
+        try:
+            self._cp.jetstream.publish(f"{stream}.final", data, headers={**headers, "station": station["name"], "type": kind})
+        except MemphisError as exc:
+            logger.warning("DLS forward of a %s message from %s to %s failed: %s", kind, station["name"], target_name, exc)
+
+    def _read(self, stream: str, seq: int) -> Optional[Any]:
+        try:
+            return self._cp.jetstream.get_msg(stream, seq)
+        except MemphisError as exc:
+            logger.warning("DLS: cannot read %s seq %d: %s", stream, seq, exc)
+            return None
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def _station_of_stream(self, stream: str) -> Tuple[Optional[Dict[str, Any]], int]:
+        internal, _, part = stream.partition("$")
+        partition = int(part) if part.isdigit() else -1
+        station = self._cp.metadata.get(f"station.{internal}")
+        return station, partition
+
+    def _on_max_deliveries(self, event: Dict[str, Any]) -> None:
+        stream = str(event.get("stream") or "")
+        if stream.startswith("$memphis"):
+            return
+        station, partition = self._station_of_stream(stream)
+        if station is None or not station["dls_configuration"].get("poison", True):
+            return
+        seq = int(event.get("stream_seq") or 0)
+        msg = self._read(stream, seq)
+        if msg is None:
+            return
+        headers = _headers_dict(msg.headers)
+        producer = headers.get(_PRODUCED_BY) or "unknown"
+        if producer == _RESENT_PRODUCER:
+            return
+        cg = str(event.get("consumer") or "").replace("#", ".")
+        self._store(
+            station, _poison_id(partition, seq), message_type="poison", seq=seq, partition=partition, cg=cg,
+            producer=producer, data=msg.data, headers=headers,
+            time_sent=msg.time.timestamp() if msg.time else None, validation_error="",
+        )
+
+    def _on_nacked(self, event: Dict[str, Any]) -> None:
+        partition = int(event.get("partition") or 0)
+        if partition == 0:  # §15.20: required
+            logger.warning("DLS: $memphis_nacked_dls without a partition: %r", event)
+            return
+        internal = str(event.get("station_name") or "")
+        station = self._cp.metadata.get(f"station.{internal}")
+        if station is None or not station["dls_configuration"].get("poison", True):
+            return
+        seq = int(event.get("seq") or 0)
+        stream = f"{internal}${partition}"
+        msg = self._read(stream, seq)
+        if msg is None:
+            return
+        headers = _headers_dict(msg.headers)
+        self._store(
+            station, _poison_id(partition, seq), message_type="poison", seq=seq, partition=partition,
+            cg=str(event.get("cg_name") or ""), producer=headers.get(_PRODUCED_BY) or "unknown",
+            data=msg.data, headers=headers, time_sent=msg.time.timestamp() if msg.time else None,
+            validation_error=str(event.get("error") or ""),
+        )
+
+    def _on_schemaverse(self, event: Dict[str, Any]) -> None:
+        internal = str(event.get("station_name") or "")
+        station = self._cp.metadata.get(f"station.{internal}")
+        if station is None:
+            return
+        message = event.get("message") or {}
+        try:
+            data = bytes.fromhex(str(message.get("data") or ""))
+        except ValueError:
+            data = str(message.get("data") or "").encode()
+        headers = {str(k): str(v) for k, v in (message.get("headers") or {}).items()}
+        producer = (event.get("producer") or {}).get("name") or "unknown"
+        self._store(
+            station, time.time_ns() // 1000, message_type="schema", seq=0,
+            partition=int(event.get("partition_number") or 0), cg=None, producer=producer, data=data,
+            headers=headers, time_sent=time.time(), validation_error=str(event.get("validation_error") or ""),
+        )
+
+    def _on_pm_ack(self, event: Dict[str, Any]) -> None:
+        record_id = str(event.get("id") or "")
+        cg = str(event.get("cg_name") or "")
+        for station in self._cp.stations():
+            key = f"dls.{st.internal_name(station['name'])}.{record_id}"
+            record = self._cp.metadata.get(key)
+            if record is not None:
+                self._drop_cg(key, record, cg)
+                return
+
+    def _drop_cg(self, key: str, record: Dict[str, Any], cg: str) -> None:
+        """Remove ``cg`` from a poison record; a record no group is poisoned by any more goes."""
+        record["poisoned_cgs"] = [c for c in record["poisoned_cgs"] if c != cg]
+        if record["poisoned_cgs"] or record["message_type"] != "poison":
+            self._cp.metadata.put(key, record)
+        else:
+            self._cp.metadata.delete(key)
+
+    def forget_group(self, station: str, cg: str) -> None:
+        """A consumer group was removed: take it off the station's poison records (§7.4)."""
+        prefix = f"dls.{st.internal_name(station)}"
+        for key, record in self._cp.metadata.list(prefix).items():
+            if cg in record.get("poisoned_cgs", ()):
+                self._drop_cg(key, record, cg)
+
+    def resend(self, station: Mapping[str, Any]) -> int:
+        """Re-send a station's poison messages to their consumer groups (the UI "resend", §9.5).
+
+        Returns:
+            How many messages were published (one per record and poisoned group).
+        """
+        internal = st.internal_name(station["name"])
+        sent = 0
+        for record in self.records(station["name"]):
+            if record["message_type"] != "poison":
+                continue
+            details = record["message_details"]
+            data = bytes.fromhex(details["data"])
+            for cg in record["poisoned_cgs"]:
+                headers = {k: v for k, v in details["headers"].items() if k != "producedBy"}
+                headers.update({"$memphis_pm_id": str(record["id"]), "$memphis_pm_cg_name": cg, _PRODUCED_BY: _RESENT_PRODUCER})
+                for subject in (f"$memphis_dls_{internal}.{st.internal_name(cg)}", f"$memphis_dls_{internal}_{st.internal_name(cg)}"):
+                    self._cp.connection.publish(subject, data, headers=headers)
+                sent += 1
+        return sent
+
+
+def _poison_id(partition: int, seq: int) -> int:
+    """The id of a station's poison record: one per (partition, sequence), an int as the SDKs
+    expect in ``$memphis_pm_id``."""
+    return partition * 1_000_000_000_000 + seq
+
+
+def _records(meta: MetadataStore, station: str) -> List[Dict[str, Any]]:
+    records = meta.list(f"dls.{st.internal_name(station)}").values()
+    return sorted(records, key=lambda r: r["created_at"])
+
+
+def list_dls_remote(
+    servers: Union[str, Sequence[str]],
+    station: str,
+    *,
+    token: Optional[str] = None,
+    user: Optional[str] = None,
+    password: Optional[str] = None,
+) -> List[Dict[str, Any]]:
+    """Read the dead-letter records of ``station`` from a running broker's metadata.
+
+    Raises:
+        MemphisError: the broker could not be reached or read.
+    """
+    conn = Connection(servers, name="memphis-sync-dls-cli", token=token, user=user, password=password)
+    conn.connect()
+    try:
+        return _records(MetadataStore(JetStream(conn)), station)
+    finally:
+        conn.close()

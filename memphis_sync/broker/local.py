@@ -1,0 +1,308 @@
+"""A local Memphis broker: a real ``nats-server`` with JetStream plus the Memphis control plane.
+
+:class:`LocalBroker` starts a :class:`~memphis_sync.broker.server.NatsServer` (or a 3-node
+:class:`~memphis_sync.broker.server.NatsCluster`) configured like a Memphis broker (client port
+6666, ``max_payload`` 8 MiB, Memphis authentication) with a persistent store directory, then a
+:class:`~memphis_sync.broker.control_plane.ControlPlane` on it. :meth:`LocalBroker.stop` and
+:meth:`LocalBroker.start` keep every station, message, consumer position and record.
+
+Authentication (``memphis-wire.md`` §1.3):
+
+* token mode (the default): the server requires the connection token (``memphis``); the
+  Memphis user name travels in the CONNECT ``name`` only, which stock nats-server does not check,
+  so any user name with the right token connects. The control plane then refuses requests whose
+  ``username`` is not a known user.
+* password mode (``password=...``): NATS users ``<username>$<account_id>`` and the bare
+  ``<username>`` (the broker's lookup fallback) with that password; wrong passwords and unknown
+  users are refused by nats-server itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import socket
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+from memphis_sync import _defaults
+from memphis_sync.broker.control_plane import ControlPlane
+from memphis_sync.broker.server import NatsCluster, NatsServer, PathLike, TlsFiles, find_nats_server
+from memphis_sync.connection import TlsOptions
+from memphis_sync.errors import BrokerError
+
+__all__ = ["LocalBroker", "default_store_dir"]
+
+#: NATS user of the control plane in password mode (its password is random per broker object).
+CONTROL_PLANE_USER = "memphis_sync_control_plane"
+
+
+def default_store_dir() -> Path:
+    """``$XDG_DATA_HOME/memphis-sync/broker`` (``~/.local/share/memphis-sync/broker`` by default)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "memphis-sync" / "broker"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nats-server (Go) does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise BrokerError(f"port {port} on {host} is already in use (is another broker running?)") from exc
+            raise BrokerError(f"cannot listen on {host}:{port}: {exc}") from exc
+
+
+class LocalBroker:
+    """A Memphis broker on this machine. Use it as a context manager, or :meth:`start`/:meth:`close`.
+
+    Args:
+        host: Address the broker listens on (loopback by default).
+        port: Client port (``_defaults.MEMPHIS_PORT``, 6666); 0 picks a free one (kept across
+            restarts). With ``cluster_size`` > 1 every node gets a free port.
+        store_dir: Persistent data directory (:func:`default_store_dir` by default); never deleted.
+        username: The Memphis user (``_defaults.MEMPHIS_USERNAME``, ``root``).
+        connection_token: Token of token mode (``_defaults.MEMPHIS_CONNECTION_TOKEN``).
+        password: Switches to password mode: the password of ``username``.
+        account_id: Account (tenant) id of password mode users (``_defaults.MEMPHIS_ACCOUNT_ID``).
+        users: More Memphis application users: name → password (the password is ignored in
+            token mode, where only the names matter).
+        tls: Serve clients over TLS with these files.
+        cluster_size: 1 for one server, or 3 for a cluster on loopback (stations with replicas 3
+            become R3 streams).
+        websocket_port: Also listen for NATS over websocket (0 = free port).
+        mqtt_port: Also listen for MQTT (0 = free port).
+        max_payload: Largest message (``_defaults.MEMPHIS_MAX_PAYLOAD``, 8 MiB as in Memphis).
+        binary: The nats-server executable (see :func:`find_nats_server`).
+        debug: nats-server debug logging.
+
+    Raises:
+        ValueError: contradictory arguments.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = _defaults.MEMPHIS_PORT,
+        store_dir: Optional[PathLike] = None,
+        username: str = _defaults.MEMPHIS_USERNAME,
+        connection_token: str = _defaults.MEMPHIS_CONNECTION_TOKEN,
+        password: Optional[str] = None,
+        account_id: int = _defaults.MEMPHIS_ACCOUNT_ID,
+        users: Optional[Mapping[str, str]] = None,
+        tls: Optional[TlsFiles] = None,
+        cluster_size: int = 1,
+        websocket_port: Optional[int] = None,
+        mqtt_port: Optional[int] = None,
+        max_payload: int = _defaults.MEMPHIS_MAX_PAYLOAD,
+        binary: Optional[PathLike] = None,
+        debug: bool = False,
+    ) -> None:
+        if cluster_size not in (1, 3):
+            raise ValueError("cluster_size must be 1 or 3")
+        if password is not None and not password:
+            raise ValueError("password must not be empty")
+        if password is None and not connection_token:
+            raise ValueError("connection_token must not be empty in token mode")
+        self._host = host
+        self._requested_port = port
+        self._store_dir = Path(store_dir) if store_dir is not None else default_store_dir()
+        self._username = username
+        self._token = connection_token if password is None else ""
+        self._password = password or ""
+        self._account_id = account_id
+        self._users: Dict[str, str] = {username: self._password, **dict(users or {})}
+        self._tls = tls
+        self._cluster_size = cluster_size
+        self._cp_password = secrets.token_hex(16)
+        self._binary = binary
+        kwargs: Dict[str, Any] = dict(host=host, max_payload=max_payload, tls=tls, debug=debug, binary=binary)
+        if websocket_port is not None:
+            kwargs["websocket_port"] = websocket_port
+        if mqtt_port is not None:
+            kwargs["mqtt_port"] = mqtt_port
+        if password is None:
+            kwargs["token"] = connection_token
+        else:
+            kwargs["users"] = self._nats_users()
+        self._server: Union[NatsServer, NatsCluster]
+        if cluster_size == 1:
+            self._server = NatsServer(port=port, store_dir=self._store_dir, **kwargs)
+        else:
+            self._server = NatsCluster(cluster_size, store_root=self._store_dir, **kwargs)
+        self._control_plane: Optional[ControlPlane] = None
+
+    def _nats_users(self) -> List[Dict[str, Any]]:
+        users: List[Dict[str, Any]] = []
+        for name, password in self._users.items():
+            users.append({"user": f"{name}${self._account_id}", "password": password})
+            users.append({"user": name, "password": password})  # the broker's "user" → "user$1" fallback
+        users.append({"user": CONTROL_PLANE_USER, "password": self._cp_password})
+        return users
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start nats-server and the control plane; return once both serve requests.
+
+        Does nothing if the broker is running.
+
+        Raises:
+            BrokerError: the nats-server binary is missing, the port is taken, or the server
+                did not become ready (the message quotes its log).
+        """
+        if self.is_running():
+            return
+        find_nats_server(self._binary)
+        self._store_dir.mkdir(parents=True, exist_ok=True)
+        servers = self._nodes()
+        if len(servers) == 1 and self._requested_port and not servers[0].is_running():
+            _check_port_free(self._host, self._requested_port)
+        self._server.start()
+        try:
+            credentials: Dict[str, Any] = (
+                {"token": self._token} if self._token else {"user": CONTROL_PLANE_USER, "password": self._cp_password}
+            )
+            tls = None
+            if self._tls is not None:  # with mutual TLS the server certificate doubles as client certificate
+                verify = self._tls.verify
+                tls = TlsOptions(
+                    ca_file=self._tls.ca_file,
+                    cert_file=self._tls.cert_file if verify else None,
+                    key_file=self._tls.key_file if verify else None,
+                )
+            control_plane = ControlPlane(
+                self.urls,
+                users=list(self._users),
+                account_id=self._account_id,
+                metadata_replicas=min(3, self._cluster_size),
+                tls=tls,
+                **credentials,
+            )
+            control_plane.start()
+        except BaseException:
+            self._server.stop()
+            raise
+        self._control_plane = control_plane
+
+    def stop(self) -> None:
+        """Stop the control plane, then nats-server (gracefully). Data and ports are kept."""
+        control_plane, self._control_plane = self._control_plane, None
+        try:
+            if control_plane is not None:
+                control_plane.stop()
+        finally:
+            self._server.stop()
+
+    def restart(self) -> None:
+        """:meth:`stop` then :meth:`start`, on the same ports and store."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop, and release the temporary files of the server objects (the store stays)."""
+        try:
+            self.stop()
+        finally:
+            self._server.close()
+
+    def is_running(self) -> bool:
+        """True when the servers and the control plane are running."""
+        return self._control_plane is not None and self._server.is_running()
+
+    def __enter__(self) -> "LocalBroker":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "password" if self._password else "token"
+        state = f"running on {self.url}" if self.is_running() else "stopped"
+        return f"<LocalBroker {state} {mode} mode store={str(self._store_dir)!r}>"
+
+    # -- what clients need -------------------------------------------------------------------
+
+    def _nodes(self) -> List[NatsServer]:
+        return list(self._server.nodes) if isinstance(self._server, NatsCluster) else [self._server]
+
+    @property
+    def host(self) -> str:
+        """The host clients connect to."""
+        return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self._host, self._host)
+
+    @property
+    def port(self) -> int:
+        """The client port (of the first node), the real one when 0 was asked for."""
+        return self._nodes()[0].port
+
+    @property
+    def url(self) -> str:
+        """``nats://host:port`` (``tls://`` with TLS) of the first node."""
+        return self._nodes()[0].url
+
+    @property
+    def urls(self) -> List[str]:
+        """The client URLs of every node."""
+        return [node.url for node in self._nodes()]
+
+    @property
+    def username(self) -> str:
+        """The Memphis user name to connect with."""
+        return self._username
+
+    @property
+    def connection_token(self) -> str:
+        """The connection token (``""`` in password mode)."""
+        return self._token
+
+    @property
+    def password(self) -> str:
+        """The password (``""`` in token mode)."""
+        return self._password
+
+    @property
+    def account_id(self) -> int:
+        """The account id of password mode (``username$account_id``)."""
+        return self._account_id
+
+    @property
+    def pids(self) -> List[int]:
+        """Process ids of the running nats-server(s)."""
+        return [node.pid for node in self._nodes() if node.pid is not None]
+
+    @property
+    def nats_server(self) -> Union[NatsServer, NatsCluster]:
+        """The :class:`NatsServer` (or :class:`NatsCluster`), for fault injection."""
+        return self._server
+
+    @property
+    def control_plane(self) -> ControlPlane:
+        """The running :class:`ControlPlane`."""
+        if self._control_plane is None:
+            raise BrokerError("the broker is not running")
+        return self._control_plane
+
+    @property
+    def store_dir(self) -> Path:
+        """The persistent data directory."""
+        return self._store_dir
+
+    def connect_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments for the Memphis SDK ``connect()``: host, port, username, account_id
+        and ``connection_token`` or ``password``."""
+        kwargs: Dict[str, Any] = {"host": self.host, "port": self.port, "username": self._username}
+        if self._password:
+            kwargs.update(password=self._password, account_id=self._account_id)
+        else:
+            kwargs["connection_token"] = self._token
+        return kwargs

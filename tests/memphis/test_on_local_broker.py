@@ -1,0 +1,38 @@
+"""The Memphis API end to end on the local broker (memphis_sync.broker.LocalBroker)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import memphis_sync
+
+pytestmark = pytest.mark.integration
+
+
+def test_produce_consume_partitions_headers_on_local_broker(memphis_broker):
+    name = f"lb-{uuid.uuid4().hex[:8]}"
+    with memphis_sync.connect(**memphis_broker.connect_kwargs()) as memphis:
+        station = memphis.station(name, partitions_number=3)
+        producer = memphis.producer(name, "p")
+        for i in range(30):
+            producer.produce(f"m{i}", headers={"i": str(i)}, producer_partition_key=f"key-{i % 5}")
+        futures = [producer.produce(f"nb{i}", nonblocking=True) for i in range(30)]
+        producer.flush(timeout=10)
+        assert all(f.result().seq >= 1 for f in futures)
+        consumers = [memphis.consumer(name, f"c{i}", consumer_group="group", batch_size=50) for i in range(2)]
+        seen = []
+        for _ in range(30):
+            for consumer in consumers:
+                for msg in consumer.fetch():
+                    seen.append(msg.get_data().decode())
+                    assert msg.get_headers()["$memphis_producedBy"] == "p"
+                    msg.ack()
+            if len(seen) >= 60:
+                break
+        assert sorted(seen) == sorted([f"m{i}" for i in range(30)] + [f"nb{i}" for i in range(30)])
+        for consumer in consumers:
+            consumer.destroy()
+        producer.destroy()
+        station.destroy()
