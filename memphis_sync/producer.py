@@ -140,7 +140,11 @@ class Producer:
             "$memphis_connectionId": self._client.connection_id,
         }
         if msg_id is not None and msg_id != "":
+            # Memphis brokers de-duplicate on "msg-id" (their JetStream's renamed header);
+            # stock nats-server, as in the local broker, on "Nats-Msg-Id": send both, so
+            # idempotency holds on either (a Memphis broker ignores the second one)
             headers["msg-id"] = msg_id
+            headers["Nats-Msg-Id"] = msg_id
         return headers
 
     # -- produce -------------------------------------------------------------------------

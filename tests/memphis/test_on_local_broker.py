@@ -36,3 +36,28 @@ def test_produce_consume_partitions_headers_on_local_broker(memphis_broker):
             consumer.destroy()
         producer.destroy()
         station.destroy()
+
+
+def test_msg_id_idempotency_on_local_broker(memphis_broker):
+    name = f"idem-{uuid.uuid4().hex[:8]}"
+    with memphis_sync.connect(**memphis_broker.connect_kwargs()) as memphis:
+        station = memphis.station(name, idempotency_window_ms=60_000)
+        producer = memphis.producer(name, "p")
+        first = producer.produce("once", msg_id="order-1")
+        again = producer.produce("once", msg_id="order-1")
+        other = producer.produce("twice", msg_id="order-2")
+        assert (first.duplicate, again.duplicate, other.duplicate) == (False, True, False)
+        assert again.seq == first.seq
+        consumer = memphis.consumer(name, "c", batch_size=10)
+        got = []
+        for _ in range(20):
+            for msg in consumer.fetch():
+                got.append(msg.get_data())
+                assert msg.get_headers()["msg-id"] in ("order-1", "order-2")
+                msg.ack()
+            if len(got) >= 2:
+                break
+        assert got == [b"once", b"twice"]
+        consumer.destroy()
+        producer.destroy()
+        station.destroy()
