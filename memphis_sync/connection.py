@@ -1138,6 +1138,10 @@ class Connection:
             return
         self._events_queue().put((callback, error))
 
+    def _run_off_reader(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the events thread (for work that may call user code)."""
+        self._events_queue().put((lambda conn: fn(), None))
+
     def _report_error(self, error: BaseException) -> None:
         if self._callbacks.get("error") is None:
             logger.error("asynchronous error: %s", error)

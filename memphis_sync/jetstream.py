@@ -92,6 +92,13 @@ def _fast_pub_ack(payload: bytes) -> Optional[PubAck]:
     return None
 
 
+def _resolve(slot: "_AckSlot", result: Optional[PubAck], error: Optional[BaseException]) -> None:
+    if error is not None:
+        slot.set_exception(error)
+    else:
+        slot.set_result(result)
+
+
 class _AckSlot(LazyFuture):
     """One in-flight pipelined publish, and the future handed to the caller.
 
@@ -491,10 +498,11 @@ class JetStream:
         slot.payload = b""  # keep nothing of a finished message alive
         slot.headers = None
         self._inflight.pop(slot.key, None)
-        if error is not None:
-            slot.set_exception(error)
+        if slot._done_callbacks:
+            # user callbacks never run on the reader thread: resolve on the events thread
+            self.conn._run_off_reader(lambda: _resolve(slot, result, error))
         else:
-            slot.set_result(result)
+            _resolve(slot, result, error)
         if self._waiting_for_room >= 0 and len(self._inflight) <= self._waiting_for_room:
             with self._room:
                 self._room.notify_all()

@@ -351,3 +351,23 @@ def test_r3_stream_survives_loss_of_one_node(nats_cluster):
         assert js.stream_info("R3").state.messages == 100
     finally:
         conn.close()
+
+
+def test_future_callbacks_run_off_the_reader_thread_and_may_block(js):
+    _stream(js, storage="memory")
+    seen = []
+    done = threading.Event()
+
+    def callback(fut):
+        # a callback that itself waits on the connection must not deadlock it
+        seen.append((threading.current_thread().name, js.publish("orders.cb", b"nested").seq))
+        done.set()
+
+    fut = js.publish_async("nostream.cb", b"first")  # resolves ~0.5 s later (ADR-22 retries)
+    assert not fut.done()
+    fut.add_done_callback(callback)
+    assert done.wait(10)
+    name, seq = seen[0]
+    assert name.startswith("memphis-sync-events") and seq >= 1
+    with pytest.raises(NoStreamResponseError):
+        fut.result(timeout=0)
