@@ -7,7 +7,7 @@ import time
 import pytest
 
 from memphis_sync.connection import ReconnectPolicy, TlsOptions, connect
-from memphis_sync.errors import AuthorizationError, ConnectionClosedError, MemphisConnectError
+from memphis_sync.errors import AuthorizationError, MemphisConnectError
 
 pytestmark = pytest.mark.integration
 

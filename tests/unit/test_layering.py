@@ -18,7 +18,7 @@ LAYERS = [
     {"js_pull"},
     {"jetstream"},
     {"client", "station", "producer", "consumer", "message", "schemas", "_partition"},
-    {"broker", "testing", "cli", "__main__", "__init__", "bench"},
+    {"broker", "testing", "cli", "__main__", "__init__", "bench", "demo"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
