@@ -7,6 +7,7 @@ import time
 import pytest
 
 from memphis_sync.connection import ReconnectPolicy, connect
+from memphis_sync.errors import MessageTimeout
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +30,24 @@ def test_discovers_cluster_and_fails_over(nats_cluster):
             assert time.monotonic() < deadline, "did not fail over"
             time.sleep(0.02)
         c.flush()
-        time.sleep(0.2)  # let the route propagate the re-sent SUB
+        # the re-sent SUB reaches the observer's node through a route: probe until it has
+        deadline = time.monotonic() + 10
+        while True:
+            observer.publish("fo", b"probe")
+            observer.flush()
+            try:
+                if sub.next_msg(timeout=0.2).payload == b"probe":
+                    break
+            except MessageTimeout:
+                assert time.monotonic() < deadline, "subscription did not resume after failover"
         for i in range(10):
             observer.publish("fo", str(i).encode())
         observer.flush()
-        got = [sub.next_msg(timeout=5).payload for _ in range(10)]
+        got = [m for m in (sub.next_msg(timeout=5).payload for _ in range(10)) if m != b"probe"]
+        while len(got) < 10:
+            m = sub.next_msg(timeout=5).payload
+            if m != b"probe":
+                got.append(m)
         assert got == [str(i).encode() for i in range(10)]
     finally:
         c.close()
