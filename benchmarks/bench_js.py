@@ -254,6 +254,7 @@ def main():
                     filled_stream("BF", size, fetch_n)
                     r = raw_fetch(server.port, "BF", size, fetch_n, 100) if impl == "raw" else child(f"{impl}-fetch", server.port, "BF", size, fetch_n, 100)
                     results.setdefault(("fetch b=100 +ack", size, impl), []).append(r["msgs_s"])
+                    js.delete_stream("BF")  # free the server's memory before the next measurement
         fresh_stream("BM")
         mem = child("ours-memory", server.port, "BM", 128, args.memory_count, 1024)
         admin.close()

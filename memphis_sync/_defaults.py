@@ -44,8 +44,11 @@ NEXT_MSG_TIMEOUT: Final = 1.0
 #: Buffered outbound bytes at which a publisher writes inline instead of waiting for the
 #: flusher thread (nats.go's write buffer is 32 KiB; larger writes amortize syscalls better).
 WRITE_HIGH_WATER: Final = 256 * 1024
-#: recv() size for the reader thread.
+#: recv() size for the reader thread; it adapts between these bounds: reads that fill the
+#: buffer double it (large messages, bursts), mostly-empty reads halve it. Small reads keep
+#: the per-read allocation under glibc's mmap threshold, which matters for request latency.
 READ_SIZE: Final = 64 * 1024
+READ_SIZE_MAX: Final = 1024 * 1024
 
 #: Pending limits of one subscription before it is a slow consumer (nats.go: 500k msgs / 64 MiB).
 SUB_PENDING_MSGS: Final = 512 * 1024

@@ -994,11 +994,17 @@ class Connection:
         feed = parser.feed
         subs = self._subs
         stats = self.stats
-        size = _defaults.READ_SIZE
+        size = low = _defaults.READ_SIZE
+        high = _defaults.READ_SIZE_MAX
         while True:
             data = read(size)
             if not data:
                 return
+            got = len(data)
+            if got == size and size < high:
+                size *= 2
+            elif got < size >> 2 and size > low:
+                size >>= 1
             for event in feed(data):
                 if type(event) is Msg:
                     stats["in_msgs"] += 1
