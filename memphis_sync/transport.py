@@ -40,6 +40,33 @@ def map_exceptions(cls: type, what: str) -> Iterator[None]:
         raise cls(f"{what}: {exc}") from exc
 
 
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    """Send every byte of ``data``, even if a signal handler raises in the middle.
+
+    ``socket.sendall`` gives up half-way when a signal handler raises (Ctrl-C in a script, an
+    interrupted Jupyter cell), leaving part of a frame on the shared socket: every later frame
+    would then be garbage to the server. We track progress with ``send`` instead, finish the
+    buffer (whole frames only ever reach the wire), then re-raise what the handler raised.
+
+    Raises:
+        WriteError: the socket failed (the stream must then be dropped).
+    """
+    view = memoryview(data)
+    total = len(view)
+    sent = 0
+    interrupted: Optional[BaseException] = None
+    while sent < total:
+        try:
+            sent += sock.send(view[sent:])
+        except OSError as exc:
+            raise WriteError(f"write: {exc}") from exc
+        except BaseException as exc:  # raised by a signal handler, e.g. KeyboardInterrupt
+            if interrupted is None:
+                interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+
+
 class Stream:
     """Interface of a connected byte stream (see the module docstring for the thread rules)."""
 
@@ -94,8 +121,7 @@ class SocketStream(Stream):
             return self._sock.recv(max_bytes)
 
     def write(self, data: bytes) -> None:
-        with map_exceptions(WriteError, "write"):
-            self._sock.sendall(data)
+        _send_all(self._sock, data)
 
     def close(self, *, shutdown: bool = True) -> None:
         if shutdown:
@@ -186,5 +212,4 @@ class TlsStream(SocketStream):
                     raise WriteError(f"TLS write: {exc}") from exc
             out = self._outgoing.read()
         if out:
-            with map_exceptions(WriteError, "write"):
-                self._sock.sendall(out)
+            _send_all(self._sock, out)

@@ -237,22 +237,23 @@ def test_metadata_ack_kinds_and_double_ack(js):
 
 def test_redelivery_after_ack_wait_nak_delay_term_and_max_deliver(js):
     _stream(js)
-    sub = _pull(js, ack_wait=0.3, max_deliver=2)
+    sub = _pull(js, ack_wait=1.0, max_deliver=2)
     js.publish("orders.new", b"slow")
     first = sub.fetch(1, timeout=2)[0]
     assert first.metadata.num_delivered == 1
-    again = sub.fetch(1, timeout=2)  # not acked: redelivered after ack_wait
+    again = sub.fetch(1, timeout=3)  # not acked: redelivered after ack_wait
     assert again and again[0].data == b"slow" and again[0].metadata.num_delivered == 2
-    assert sub.fetch(1, timeout=0.8) == []  # max_deliver 2 reached: never again
+    assert sub.fetch(1, timeout=1.6) == []  # longer than ack_wait: max_deliver 2 stops a 3rd
 
     js.publish("orders.new", b"nak-me")
     m = sub.fetch(1, timeout=2)[0]
     t0 = time.monotonic()
     m.nak(delay=0.4)
     back = sub.fetch(1, timeout=3)[0]
-    assert back.data == b"nak-me" and time.monotonic() - t0 >= 0.35
+    assert back.data == b"nak-me" and back.metadata.num_delivered == 2
+    assert time.monotonic() - t0 >= 0.35  # not before the delay (ack_wait is far longer)
     back.term("bad message")
-    assert sub.fetch(1, timeout=0.6) == []
+    assert sub.fetch(1, timeout=1.5) == []  # terminated: no redelivery even after ack_wait
     with pytest.raises(LocalProtocolError):
         back.nak(delay=-1)  # validated before the already-acked check
 
