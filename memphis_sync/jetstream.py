@@ -425,7 +425,7 @@ class JetStream:
                 attempts -= 1
                 time.sleep(_defaults.JS_PUB_RETRY_WAIT)
                 continue
-            return _pub_ack(msg, subject)
+            return _fast_pub_ack(msg.payload) or _pub_ack(msg, subject)
 
     def publish_async(
         self,
