@@ -937,13 +937,25 @@ class Connection:
             raise NoRespondersError(subject)
         return msg
 
-    def _reply_slot(self, slot: Any) -> str:
-        """Register ``slot`` (anything with ``set(msg, error=None)``) for one reply, run on the
-        reader thread, and return the reply subject to publish with (pipelined requests)."""
+    def _request_async(self, subject: str, payload: bytes, headers: HeadersLike, slot: Any) -> str:
+        """Publish a request whose reply goes to ``slot`` (anything with ``set(msg, error=None)``,
+        run on the reader thread); return the reply subject. Nothing is registered if the
+        publish raises. One call on the pipelined-publish hot path (no per-step calls)."""
         prefix = self._resp_prefix or self._ensure_resp_sub()
         token = format(next(self._resp_tokens), "x")
+        reply = prefix + token
+        pub = _PUB_PREFIXES.get(subject) if self._fast and not headers and type(subject) is str else None
+        if pub is not None and type(payload) is bytes and len(payload) <= self._max_payload:
+            frame = b"%b%b %d\r\n%b\r\n" % (pub, reply.encode(), len(payload), payload)
+        else:
+            frame = self._encode(subject, payload, reply, headers)  # validates; may raise
         self._resp_map[token] = slot
-        return prefix + token
+        try:
+            self._queue_frame(frame)
+        except BaseException:
+            self._resp_map.pop(token, None)
+            raise
+        return reply
 
     def _drop_reply_slot(self, reply: str) -> None:
         self._resp_map.pop(reply[len(self._resp_prefix):], None)

@@ -470,12 +470,7 @@ class JetStream:
         return slot
 
     def _send(self, slot: _AckSlot) -> None:
-        slot.reply = self.conn._reply_slot(slot)
-        try:
-            self.conn._publish_request(slot.subject, slot.payload, slot.reply, slot.headers)
-        except BaseException:
-            self.conn._drop_reply_slot(slot.reply)
-            raise
+        slot.reply = self.conn._request_async(slot.subject, slot.payload, slot.headers, slot)
 
     def _wait_for_room(self) -> None:
         # Wait until the window has drained to 3/4, not just until one place is free: waking
