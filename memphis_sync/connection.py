@@ -56,6 +56,7 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
 from . import _defaults
 from ._nuid import Nuid
 from ._retry import ReconnectPolicy, build_retrying
+from ._handshake import await_pong, read_info
 from ._server_pool import ServerAddress, TlsOptions, parse_servers
 from ._version import __version__
 from .errors import (
@@ -82,7 +83,6 @@ from .errors import (
 from .headers import Headers
 from .protocol import (
     EOF,
-    NEED_DATA,
     PING,
     PONG,
     _PUB_PREFIXES,
@@ -447,7 +447,7 @@ class Connection:
         stream: Stream = SocketStream(sock)
         try:
             parser = Parser()
-            info = self._read_info(stream, parser, deadline)
+            info = read_info(stream, parser, deadline, self.connect_timeout)
             use_tls = server.tls or self._tls is not None or info.tls_required
             if use_tls:
                 if self._tls_context is None:
@@ -455,7 +455,7 @@ class Connection:
                 hostname = (self._tls.hostname if self._tls else None) or server.tls_name or server.host
                 stream = TlsStream(sock, self._tls_context, hostname, max(0.01, deadline - time.monotonic()), self._kick_flusher)
             stream.write(encode_connect(self._connect_options(server, info, use_tls)) + PING)
-            self._await_pong(stream, parser, deadline)
+            await_pong(stream, parser, deadline, self.connect_timeout)
         except BaseException:
             stream.close()
             raise
@@ -467,43 +467,6 @@ class Connection:
             self._pings_out = 0
         self._absorb_info(info, initial=True)
         logger.info("connected to %s (server %s %s)", server.url, info.server_id, info.version)
-
-    def _read_info(self, stream: Stream, parser: Parser, deadline: float) -> Info:
-        while True:
-            event = self._next_handshake_event(stream, parser, deadline, "INFO")
-            if isinstance(event, Info):
-                return event
-            raise MemphisConnectError(f"expected INFO from the server, got {event!r}")
-
-    def _await_pong(self, stream: Stream, parser: Parser, deadline: float) -> None:
-        while True:
-            event = self._next_handshake_event(stream, parser, deadline, "PONG")
-            if isinstance(event, Pong):
-                return
-            if isinstance(event, Err):
-                exc = error_from_server(event.message)
-                if isinstance(exc, AuthorizationError):
-                    raise exc
-                raise MemphisConnectError(f"handshake refused: {event.message}") from exc
-            if isinstance(event, Ping):
-                stream.write(PONG)
-            # INFO / +OK during the handshake are harmless
-
-    def _next_handshake_event(self, stream: Stream, parser: Parser, deadline: float, waiting_for: str) -> Any:
-        while True:
-            event = parser.next_event()
-            if event is not NEED_DATA:
-                if event is EOF:
-                    raise MemphisConnectError(f"server closed the connection while we waited for {waiting_for}")
-                return event
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ConnectTimeout(f"no {waiting_for} from the server within {self.connect_timeout} s")
-            try:
-                data = stream.read(65536, timeout=left)
-            except ReadError as exc:
-                raise MemphisConnectError(f"handshake failed: {exc}") from exc
-            parser.receive_data(data)
 
     def _connect_options(self, server: ServerAddress, info: Info, use_tls: bool) -> Dict[str, Any]:
         opts: Dict[str, Any] = {
