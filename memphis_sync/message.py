@@ -183,10 +183,17 @@ class Message:
                 f"currently attached schema: {exc}"
             ) from exc
 
-    def get_headers(self) -> _nats_headers.Headers:
-        """The headers as sent, including the ``$memphis_*`` ones (an empty mapping if none)."""
+    def get_headers(self) -> Dict[str, str]:
+        """The headers as a plain ``dict``, as the official SDK returns them, including the
+        ``$memphis_*`` ones (``{}`` if none). A header sent several times maps to its last
+        value, as in the SDK; :meth:`get_all_headers` keeps every value."""
         headers = self._msg.headers
-        return headers if headers is not None else _nats_headers.Headers()
+        return {} if headers is None else {name: value for name, value in headers.items_all()}
+
+    def get_all_headers(self) -> _nats_headers.Headers:
+        """The headers as a multi-valued, order-keeping :class:`~memphis_sync.headers.Headers`."""
+        headers = self._msg.headers
+        return headers.copy() if headers is not None else _nats_headers.Headers()
 
     def get_sequence_number(self) -> Optional[int]:
         """The stream sequence of the message in its partition (None for a re-sent DLS message)."""

@@ -61,3 +61,31 @@ def test_msg_id_idempotency_on_local_broker(memphis_broker):
         consumer.destroy()
         producer.destroy()
         station.destroy()
+
+
+def test_get_headers_is_a_plain_dict_like_the_sdk(memphis_broker):
+    import json
+
+    name = f"hdr-{uuid.uuid4().hex[:8]}"
+    with memphis_sync.connect(**memphis_broker.connect_kwargs()) as memphis:
+        producer = memphis.producer(name, "p")
+        headers = memphis_sync.Headers()
+        headers.add("tag", "one")
+        headers.add("tag", "two")
+        headers.add("trace", "t-1")
+        producer.produce(b"x", headers=headers)
+        consumer = memphis.consumer(name, "c")
+        msgs = []
+        for _ in range(20):
+            msgs += consumer.fetch()
+            if msgs:
+                break
+        msg = msgs[0]
+        plain = msg.get_headers()
+        assert type(plain) is dict and json.loads(json.dumps(plain)) == plain
+        assert plain["tag"] == "two" and plain["trace"] == "t-1" and plain["$memphis_producedBy"] == "p"
+        assert msg.get_all_headers().get_all("tag") == ["one", "two"]
+        msg.ack()
+        consumer.destroy()
+        producer.destroy()
+        memphis.station(name).destroy()
