@@ -93,6 +93,7 @@ from .protocol import (
     Ping,
     Pong,
     encode_connect,
+    encode_headers,
     encode_hpub,
     encode_pub,
     encode_sub,
@@ -907,11 +908,7 @@ class Connection:
         prefix = self._resp_prefix or self._ensure_resp_sub()
         token = format(next(self._resp_tokens), "x")
         reply = prefix + token
-        pub = _PUB_PREFIXES.get(subject) if self._fast and not headers and type(subject) is str else None
-        if pub is not None and type(payload) is bytes and len(payload) <= self._max_payload:
-            frame = b"%b%b %d\r\n%b\r\n" % (pub, reply.encode(), len(payload), payload)
-        else:
-            frame = self._encode(subject, payload, reply, headers)  # validates; may raise
+        frame = self._encode_request(subject, payload, reply, headers)  # validates; may raise
         self._resp_map[token] = slot
         try:
             self._queue_frame(frame)
@@ -924,15 +921,26 @@ class Connection:
         self._resp_map.pop(reply[len(self._resp_prefix):], None)
 
     def _publish_request(self, subject: str, payload: bytes, reply: str, headers: HeadersLike, kick: bool = True) -> None:
-        """Publish with one of our own inbox replies (valid by construction: not re-validated)."""
-        prefix = _PUB_PREFIXES.get(subject) if type(subject) is str and not headers else None
+        """Publish with one of our own inbox replies."""
+        self._queue_frame(self._encode_request(subject, payload, reply, headers), kick)
+
+    def _encode_request(self, subject: str, payload: bytes, reply: str, headers: HeadersLike) -> bytes:
+        """Encode PUB/HPUB with one of our own inbox replies: valid by construction, so only
+        the subject (through its cache), the headers and the size are checked."""
+        prefix = _PUB_PREFIXES.get(subject) if type(subject) is str else None
         if prefix is None or type(payload) is not bytes:
-            self._queue_frame(self._encode(subject, payload, reply, headers), kick)
-            return
+            return self._encode(subject, payload, reply, headers)  # validates and fills the cache
         size = len(payload)
+        if headers:
+            block = encode_headers(headers)
+            total = len(block) + size
+            if total > self._max_payload:
+                raise PayloadTooLargeError(total, self._max_payload)
+            # prefix is b"PUB <subject> ": reuse its validated subject for HPUB
+            return b"HPUB %b%b %d %d\r\n%b%b\r\n" % (prefix[4:], reply.encode(), len(block), total, block, payload)
         if size > self._max_payload:
             raise PayloadTooLargeError(size, self._max_payload)
-        self._queue_frame(b"%b%b %d\r\n%b\r\n" % (prefix, reply.encode(), size, payload), kick)
+        return b"%b%b %d\r\n%b\r\n" % (prefix, reply.encode(), size, payload)
 
     def _publish_trusted(self, subject: str, payload: bytes) -> None:
         """Publish to a subject the server handed us (an ack subject): it arrived as one token
