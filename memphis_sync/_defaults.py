@@ -26,6 +26,14 @@ RECONNECT_JITTER: Final = 0.1
 MAX_RECONNECT: Final = -1
 #: Publishes buffered while disconnected, in bytes (nats-py 2 MiB, nats.go 8 MiB).
 RECONNECT_BUFFER_SIZE: Final = 8 * 1024 * 1024
+#: Bytes queued for a connected socket that has not taken them yet (a slow or stalled link)
+#: beyond which a publish waits for room; the same size as the reconnect buffer.
+OUTBOUND_BUFFER_SIZE: Final = 8 * 1024 * 1024
+#: Longest a publish waits for room (outbound buffer, JetStream's ack window) before raising
+#: MaxBlockTimeout: kafka-python's ``max_block_ms`` default, 60 s.
+MAX_BLOCK: Final = 60.0
+#: Longest ``close()`` takes: half for the final flush, the rest for stopping the threads.
+CLOSE_TIMEOUT: Final = 5.0
 
 #: Client PING interval; ADR-40, nats.go and nats-py use 2 minutes.
 PING_INTERVAL: Final = 120.0
@@ -115,3 +123,6 @@ MEMPHIS_ACCOUNT_ID: Final = 1
 MEMPHIS_MAX_PAYLOAD: Final = 8 * 1024 * 1024
 #: Seconds ``Memphis.close()`` waits for unacknowledged nonblocking produces.
 MEMPHIS_CLOSE_ACK_WAIT: Final = 5.0
+#: Seconds the interpreter-exit hook spends, over all connections, confirming nonblocking
+#: produces that a script left unacknowledged (then it warns with the count).
+EXIT_FLUSH_TIMEOUT: Final = 10.0

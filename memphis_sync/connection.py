@@ -9,19 +9,24 @@ Threads (``<n>`` is a per-process connection number):
   handler such as the request mux), answers server PINGs, matches PONGs to ``flush()`` waiters
   and handles INFO and -ERR. When the socket fails it runs the reconnect loop itself (driven by
   tenacity, see ``_retry``), so exactly one thread ever replaces the socket.
-* ``memphis-sync-flusher-<n>`` writes what publishers queued and sends the client PINGs that
-  detect a dead server. Publishing threads append complete frames to a deque (an atomic
-  operation) and wake the flusher once per batch, so many small publishes become few
-  ``sendall`` calls; a publisher that finds more than ``WRITE_HIGH_WATER`` bytes queued writes
-  them itself (back-pressure). Calls that wait for an answer (``request``, ``flush``) write
-  inline to save the flusher's wake-up latency.
+* ``memphis-sync-flusher-<n>`` writes what publishers queued and runs the liveness check (client
+  PINGs). Publishing threads append complete frames to a list (an atomic operation) and wake
+  the flusher once per batch, so many small publishes become few socket writes; a publisher
+  that finds more than ``WRITE_HIGH_WATER`` bytes queued writes them itself (back-pressure), and
+  beyond ``outbound_buffer_size`` it waits for the socket at most ``max_block`` seconds, then
+  raises :class:`~memphis_sync.errors.MaxBlockTimeout` without queueing. Calls that wait for an
+  answer (``request``, ``flush``) write inline to save the flusher's wake-up latency.
 * ``memphis-sync-events-<n>`` (started on first use) runs the user's connection callbacks.
 * Callback subscriptions each have a worker thread (see ``subscription``).
 
 Locks, in the only order they are ever nested: ``_state_lock`` → ``_send_lock`` → ``_out_lock``.
 
 * ``_send_lock`` serializes socket writes: every byte string written is a sequence of whole
-  frames, so frames never interleave. Held during ``sendall`` only.
+  frames, so frames never interleave. Every wait for it, and every write under it, is bounded
+  by the waiting caller's deadline (the stream keeps unsent bytes in order for the next
+  writer, see ``transport``), so no caller waits behind another thread's stalled write for
+  longer than its own timeout. The liveness check never takes it: it queues its PING and
+  counts, so a stalled link is found within ``ping_interval * (max_pings_outstanding + 1)``.
 * ``_out_lock`` makes "take the queued frames" atomic with the PING positions (publishers never
   take it: appending a frame is one atomic list operation).
 * ``_state_lock`` guards status, the subscription table, the pending-PONG queue and the reconnect
@@ -32,7 +37,8 @@ Locks, in the only order they are ever nested: ``_state_lock`` → ``_send_lock`
 Invariants:
 
 * Frames are complete ``bytes`` objects before they are queued; validation happens before that,
-  so a bad subject or header raises in the caller and nothing is written.
+  so a bad subject or header raises in the caller and nothing is written. A call that raises
+  never queued its frame (no "sent, then raised").
 * After a reconnect the SUBs are written before any buffered publish.
 * User callbacks never run on the reader thread, and never with a lock held.
 """
@@ -55,6 +61,7 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
 
 from . import _defaults
 from ._nuid import Nuid
+from ._timeouts import check_timeout, deadline_after, describe, left
 from ._retry import ReconnectPolicy, build_retrying
 from ._handshake import await_pong, read_info
 from ._server_pool import ServerAddress, TlsOptions, parse_servers
@@ -67,6 +74,7 @@ from .errors import (
     FlushTimeout,
     ForkedConnectionError,
     LocalProtocolError,
+    MaxBlockTimeout,
     MemphisConnectError,
     MemphisError,
     NetworkError,
@@ -101,7 +109,7 @@ from .protocol import (
     validate_publish_subject,
 )
 from .subscription import MessageHandler, Subscription
-from .transport import SocketStream, Stream, TlsStream, open_tcp
+from .transport import WRITE_DEADLINE, SocketStream, Stream, TlsStream, open_tcp
 
 __all__ = ["Connection", "ConnectionStatus", "TlsOptions", "ServerAddress", "connect"]
 
@@ -121,9 +129,15 @@ _live_connections: "weakref.WeakSet[Connection]" = weakref.WeakSet()
 
 
 def _bump_fork_generation() -> None:
+    """In a forked child (the only thread there): every inherited connection is closed at once,
+    so ``is_connected()`` is False before anyone touches it."""
     _fork_generation[0] += 1
     for conn in list(_live_connections):
         conn._fast = False
+        try:
+            conn._drop_after_fork()
+        except Exception:  # pragma: no cover - never let a fork hook raise
+            pass
 
 
 if hasattr(os, "register_at_fork"):
@@ -175,10 +189,11 @@ class _Waiter:
         except RuntimeError:  # already set
             pass
 
-    def wait(self, timeout: Optional[float]) -> bool:
-        if timeout is None:
+    def wait(self, deadline: Optional[float]) -> bool:
+        """Wait until set or until ``deadline`` (``time.monotonic()``; None = no limit)."""
+        if deadline is None:
             return self._lock.acquire()
-        return self._lock.acquire(timeout=max(0.0, timeout))
+        return self._lock.acquire(timeout=left(deadline))
 
 
 class Connection:
@@ -199,6 +214,13 @@ class Connection:
         connect_timeout: seconds for TCP connect plus handshake (``_defaults.CONNECT_TIMEOUT``).
         reconnect: a :class:`ReconnectPolicy` (``ReconnectPolicy(enabled=False)`` disables it).
         reconnect_buffer_size: bytes of publishes kept while disconnected; 0 = fail at once.
+        outbound_buffer_size: bytes queued for a connected socket that has not taken them (a
+            slow or stalled link) beyond which a publish waits for room
+            (``_defaults.OUTBOUND_BUFFER_SIZE``).
+        max_block: longest a publish waits for room in the outbound buffer, in seconds
+            (``_defaults.MAX_BLOCK``; None = no limit), then raises
+            :class:`~memphis_sync.errors.MaxBlockTimeout` with nothing queued. JetStream's
+            publish window uses the same bound by default.
         ping_interval: seconds between client PINGs (liveness check).
         max_pings_outstanding: unanswered PINGs after which the connection is stale.
         no_echo: do not receive our own publishes.
@@ -226,6 +248,8 @@ class Connection:
         connect_timeout: float = _defaults.CONNECT_TIMEOUT,
         reconnect: Optional[ReconnectPolicy] = None,
         reconnect_buffer_size: int = _defaults.RECONNECT_BUFFER_SIZE,
+        outbound_buffer_size: int = _defaults.OUTBOUND_BUFFER_SIZE,
+        max_block: Optional[float] = _defaults.MAX_BLOCK,
         ping_interval: float = _defaults.PING_INTERVAL,
         max_pings_outstanding: int = _defaults.MAX_PINGS_OUTSTANDING,
         no_echo: bool = False,
@@ -248,8 +272,13 @@ class Connection:
             raise LocalProtocolError(f"connect_timeout must be > 0, got {connect_timeout!r}")
         if reconnect_buffer_size < 0:
             raise LocalProtocolError(f"reconnect_buffer_size must be >= 0, got {reconnect_buffer_size!r}")
-        if ping_interval <= 0 or max_pings_outstanding < 1:
-            raise LocalProtocolError("ping_interval must be > 0 and max_pings_outstanding >= 1")
+        if type(outbound_buffer_size) is not int or outbound_buffer_size < _WRITE_HIGH_WATER:
+            raise LocalProtocolError(f"outbound_buffer_size must be an int >= {_WRITE_HIGH_WATER}, got {outbound_buffer_size!r}")
+        self.max_block = check_timeout(max_block, "max_block")
+        if not isinstance(ping_interval, (int, float)) or not 0 < ping_interval < float("inf"):
+            raise LocalProtocolError(f"ping_interval must be a number of seconds > 0, got {ping_interval!r}")
+        if type(max_pings_outstanding) is not int or max_pings_outstanding < 1:
+            raise LocalProtocolError(f"max_pings_outstanding must be an int >= 1, got {max_pings_outstanding!r}")
         validate_publish_subject(inbox_prefix)
         self._id = next(_conn_ids)
         self._pool = parse_servers(servers)
@@ -262,6 +291,7 @@ class Connection:
         self.connect_timeout = connect_timeout
         self.reconnect_policy = reconnect or ReconnectPolicy()
         self.reconnect_buffer_size = reconnect_buffer_size
+        self.outbound_buffer_size = outbound_buffer_size
         self.ping_interval = ping_interval
         self.max_pings_outstanding = max_pings_outstanding
         self.no_echo = no_echo
@@ -329,8 +359,9 @@ class Connection:
         return self._status
 
     def is_connected(self) -> bool:
-        """True while connected (not reconnecting, draining or closed)."""
-        return self._status is CONNECTED
+        """True while connected (not reconnecting, draining or closed, and not a connection
+        inherited by a forked child: there it is closed)."""
+        return self._status is CONNECTED and self._fork_gen == _fork_generation[0]
 
     def is_reconnecting(self) -> bool:
         """True while the connection is trying to get a server back."""
@@ -360,6 +391,20 @@ class Connection:
     def max_payload(self) -> int:
         """The server's ``max_payload`` in bytes (headers plus payload of one message)."""
         return self._max_payload
+
+    def _server_name(self) -> str:
+        return self._current.url if self._current is not None else self._pool[0].url if self._pool else "the server"
+
+    def _write_state(self) -> str:
+        """What a timeout message should add about the link (empty when all looks well)."""
+        status = self._status
+        if status is not CONNECTED and status is not DRAINING:
+            return f" (the connection is {status.value.lower()}: {self.last_error or 'not connected'})"
+        stream = self._stream
+        unsent = self._out_bytes + (stream.pending if stream is not None else 0)
+        if unsent > _WRITE_HIGH_WATER:
+            return f" ({unsent} bytes still wait for the socket: a slow or stalled link?)"
+        return ""
 
     def __repr__(self) -> str:
         url = self._current.url if self._current is not None else self._pool[0].url
@@ -455,7 +500,8 @@ class Connection:
                     self._tls_context = (self._tls or TlsOptions()).build_context()
                 hostname = (self._tls.hostname if self._tls else None) or server.tls_name or server.host
                 stream = TlsStream(sock, self._tls_context, hostname, max(0.01, deadline - time.monotonic()), self._kick_flusher)
-            stream.write(encode_connect(self._connect_options(server, info, use_tls)) + PING)
+            if not stream.write(encode_connect(self._connect_options(server, info, use_tls)) + PING, deadline):
+                raise ConnectTimeout(f"connect to {server.url}: the server took no CONNECT within {self.connect_timeout} s")
             await_pong(stream, parser, deadline, self.connect_timeout)
         except BaseException:
             stream.close()
@@ -565,6 +611,14 @@ class Connection:
         stream, and the parent's threads do not exist here. We close our copy of the file
         descriptor (never ``shutdown()``, which would cut the parent off too) and refuse to work.
         """
+        if not self._fork_error:
+            self._drop_after_fork()
+        raise ForkedConnectionError(self._fork_error)
+
+    def _drop_after_fork(self) -> None:
+        """Forget the parent's socket, threads and state; the connection is CLOSED here."""
+        if self._fork_error and self._fork_gen == _fork_generation[0]:
+            return
         stream = self._stream
         parent = self._pid
         self._init_runtime_state()
@@ -577,7 +631,6 @@ class Connection:
             f"{os.getpid()}; connect after the fork (e.g. gunicorn post_fork, Celery worker_process_init, "
             f"uWSGI lazy-apps)"
         )
-        raise ForkedConnectionError(self._fork_error)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -586,16 +639,17 @@ class Connection:
             self._flush_kicked = True
             self._kick.set()
 
-    def _queue_frame(self, frame: bytes, kick: bool = True) -> None:
-        """Queue a complete frame; applies the reconnect buffer limit while disconnected.
+    def _queue_frame(self, frame: bytes, kick: bool = True, deadline: Optional[float] = None) -> None:
+        """Queue a complete frame; applies the buffer limits (see :meth:`_make_room`).
 
-        ``kick=False`` when the caller writes inline right after (saves a flusher wake-up)."""
+        ``kick=False`` when the caller writes inline right after (saves a flusher wake-up);
+        ``deadline`` bounds a wait for room (default: ``max_block`` from now)."""
         if self._fast:
+            if self._out_bytes > _WRITE_HIGH_WATER:
+                self._make_room(len(frame), deadline)
             self._out.append(frame)
             self._out_bytes += len(frame)
-            if self._out_bytes > _WRITE_HIGH_WATER:
-                self._write_pending()
-            elif kick and not self._flush_kicked:
+            if kick and not self._flush_kicked:
                 self._flush_kicked = True
                 self._kick.set()
             return
@@ -606,54 +660,108 @@ class Connection:
             size = self._out_bytes + len(frame)
             if self._status is not CONNECTED and size > self.reconnect_buffer_size:
                 raise OutboundBufferFullError(size, self.reconnect_buffer_size)
-            self._out.append(frame)
-            self._out_bytes = size
-            if self._status is not CONNECTED:
+            if self._status is CONNECTED:
+                room = size <= _WRITE_HIGH_WATER
+            else:
+                self._out.append(frame)
+                self._out_bytes = size
                 return
+        if not room:
+            self._make_room(len(frame), deadline)
+        self._out.append(frame)
+        self._out_bytes += len(frame)
         if kick:
             self._kick_flusher()
 
-    def _write_pending(self) -> None:
-        """Write every queued frame now (any thread). Failures hand the socket to the reader."""
+    def _make_room(self, size: int, deadline: Optional[float]) -> None:
+        """Back-pressure for a frame of ``size`` bytes when more than ``WRITE_HIGH_WATER`` is
+        queued: write the backlog here (the producing thread pays, not memory); while queued
+        plus unsent bytes would exceed ``outbound_buffer_size`` (a slow or stalled link), keep
+        waiting for the socket until ``deadline`` (default ``max_block`` from now), then raise
+        :class:`MaxBlockTimeout` without queueing anything."""
+        if deadline is None and self.max_block is not None:
+            deadline = time.monotonic() + self.max_block
+        limit = self.outbound_buffer_size
+        while True:
+            self._write_pending(deadline)
+            stream = self._stream
+            queued = self._out_bytes + (stream.pending if stream is not None else 0)
+            if queued + size <= limit or self._status is not CONNECTED:
+                return  # room, or disconnected: the reconnect buffer rules apply
+            if deadline is not None and time.monotonic() >= deadline:
+                url = self._current.url if self._current is not None else "the server"
+                raise MaxBlockTimeout(
+                    f"outbound buffer full: {queued} bytes queued for {url} that the socket has not "
+                    f"taken (a slow or stalled link) after waiting max_block={describe(self.max_block)}; "
+                    f"nothing of this message was sent"
+                )
+
+    def _write_pending(self, deadline: Optional[float] = None) -> bool:
+        """Write what an earlier write left unsent, then every queued frame, until ``deadline``
+        (any thread; None = until done). Returns True when nothing is left unsent; on False the
+        rest stays queued in order (the flusher finishes it). Waiting for the send lock is
+        bounded by the same deadline. Failures hand the socket to the reader."""
         if self._fork_gen != _fork_generation[0] or self._pid != os.getpid():
             self._check_fork()  # raises ForkedConnectionError; never touch the parent's socket
-        with self._send_lock:
+        lock = self._send_lock
+        if not lock.acquire(False):
+            if deadline is None:
+                lock.acquire()
+            elif not lock.acquire(timeout=left(deadline)):
+                self._kick_flusher()  # whoever holds the lock may leave our frames behind
+                return False
+        try:
             if self._status is not CONNECTED and self._status is not DRAINING:
-                return
+                return True
             stream = self._stream
             if stream is None:
-                return
-            with self._out_lock:
-                # clear the flag *before* measuring the batch: a frame appended after this
-                # point either is in the batch or wakes the flusher itself
-                self._flush_kicked = False
-                out = self._out
-                count = len(out)
-                if not count:
-                    return
-                batch = out[:count]
-                del out[:count]
-                self._taken += count
-                self._out_bytes = 0
-            data = b"".join(batch)
+                return True
             try:
-                stream.write(data)
+                if stream.pending and not stream.write(b"", deadline):
+                    self._kick_flusher()
+                    return False
+                with self._out_lock:
+                    # clear the flag *before* measuring the batch: a frame appended after this
+                    # point either is in the batch or wakes the flusher itself
+                    self._flush_kicked = False
+                    out = self._out
+                    count = len(out)
+                    if not count:
+                        return True
+                    batch = out[:count]
+                    del out[:count]
+                    self._taken += count
+                    self._out_bytes = 0
+                if stream.write(b"".join(batch), deadline):
+                    return True
+                self._kick_flusher()
+                return False
             except NetworkError as exc:
-                logger.warning("write failed (%s); %d bytes not sent; reconnecting", exc, len(data))
+                logger.warning("write failed (%s); %d bytes not sent; reconnecting", exc, stream.pending)
                 self.last_error = exc
                 stream.close()
+                return False
+        finally:
+            lock.release()
 
     def _flusher_main(self) -> None:
         kick = self._kick
         closing = self._closing
         next_ping = time.monotonic() + self.ping_interval
         while not closing.is_set():
-            kick.wait(max(0.0, next_ping - time.monotonic()))
-            kick.clear()
+            stream = self._stream
+            if not self._out and not (stream is not None and stream.pending):
+                kick.wait(max(0.0, next_ping - time.monotonic()))
+                kick.clear()
             if closing.is_set():
                 break
-            if self._out:
-                self._write_pending()
+            if self._out or (stream is not None and stream.pending):
+                try:
+                    # bounded by the next liveness check: a stalled socket cannot hold it up
+                    if not self._write_pending(next_ping) and time.monotonic() < next_ping:
+                        kick.wait(max(0.0, min(next_ping - time.monotonic(), 0.01)))
+                except ForkedConnectionError:  # pragma: no cover - the child has no flusher
+                    return
             now = time.monotonic()
             if now >= next_ping:
                 next_ping = now + self.ping_interval
@@ -662,21 +770,24 @@ class Connection:
         logger.debug("flusher %s stopped", self._id)
 
     def _liveness_ping(self) -> None:
+        """Queue a PING (the flusher writes it), or declare the link stale when too many went
+        unanswered or the socket took nothing for ``WRITE_DEADLINE``. Never waits for the socket."""
         with self._state_lock:
-            if self._pings_out >= self.max_pings_outstanding:
-                stream = self._stream
+            stream = self._stream
+            stalled = stream is not None and stream.pending > 0 and time.monotonic() - stream.last_progress > WRITE_DEADLINE
+            if self._pings_out >= self.max_pings_outstanding or stalled:
                 stale = True
             else:
                 self._pings_out += 1
                 self._queue_ping(None)
                 stale = False
         if stale:
-            logger.warning("%d PINGs unanswered: connection is stale, reconnecting", self._pings_out)
-            self.last_error = StaleConnectionError("server stopped answering PINGs")
+            what = (f"the socket took no bytes for {WRITE_DEADLINE:g} s" if stalled
+                    else f"{self._pings_out} PINGs unanswered")
+            logger.warning("%s: connection is stale, reconnecting", what)
+            self.last_error = StaleConnectionError(f"server stopped answering ({what})")
             if stream is not None:
                 stream.close()
-            return
-        self._write_pending()
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -693,6 +804,8 @@ class Connection:
             LocalProtocolError: bad subject, reply or header (nothing was sent).
             PayloadTooLargeError: headers plus payload exceed the server's ``max_payload``.
             OutboundBufferFullError: disconnected and the reconnect buffer is full.
+            MaxBlockTimeout: the outbound buffer stayed full for ``max_block`` seconds (a
+                stalled link); nothing was queued.
             ConnectionClosedError: the connection is closed.
         """
         if self._fast and reply is None and headers is None and type(payload) is bytes:
@@ -704,11 +817,11 @@ class Connection:
             else:
                 size = len(payload)
                 if size <= self._max_payload:
+                    if self._out_bytes > _WRITE_HIGH_WATER:
+                        self._make_room(size, None)
                     self._out.append(b"%b%d\r\n%b\r\n" % (prefix, size, payload))
                     self._out_bytes += size
-                    if self._out_bytes > _WRITE_HIGH_WATER:
-                        self._write_pending()
-                    elif not self._flush_kicked:
+                    if not self._flush_kicked:
                         self._flush_kicked = True
                         self._kick.set()
                     return
@@ -734,25 +847,30 @@ class Connection:
     def flush(self, timeout: Optional[float] = _defaults.FLUSH_TIMEOUT) -> None:
         """Write everything queued and wait until the server has processed it (PING/PONG).
 
+        Args:
+            timeout: seconds (None or ``inf``: no limit). The wait for the socket (a stalled
+                link, another thread's write) counts against it too.
+
         Raises:
             FlushTimeout: no PONG within ``timeout`` seconds.
             ConnectionClosedError: the connection closed meanwhile.
         """
+        deadline = deadline_after(timeout)
         self._check_usable()
         waiter = _Waiter()
         with self._state_lock:
             if self._status is CLOSED:
                 raise ConnectionClosedError("connection is closed")
             self._queue_ping(waiter)
-        self._write_pending()
-        if not waiter.wait(timeout):
+        self._write_pending(deadline)
+        if not waiter.wait(deadline):
             with self._state_lock:
                 # keep the FIFO aligned: the PONG may still come, and must go to nobody
                 for i, (pos, w) in enumerate(self._pongs):
                     if w is waiter:
                         self._pongs[i] = (pos, None)
                         break
-            raise FlushTimeout(f"flush: no PONG within {timeout} s")
+            raise FlushTimeout(f"flush: no PONG from {self._server_name()} within {describe(timeout)}{self._write_state()}")
         if waiter.error is not None:
             raise waiter.error
 
@@ -874,23 +992,29 @@ class Connection:
     ) -> Msg:
         """Publish a request and wait for the first reply.
 
+        Args:
+            timeout: seconds to wait for the reply (None or ``inf``: no limit), counted from the
+                call: a wait for room in the outbound buffer counts against it.
+
         Raises:
             NoRespondersError: nobody is subscribed to ``subject`` (status 503).
             RequestTimeout: no reply within ``timeout`` seconds.
+            MaxBlockTimeout: the outbound buffer stayed full until the deadline (nothing sent).
             LocalProtocolError: bad subject, reply or header (nothing sent).
             PayloadTooLargeError: headers plus payload exceed ``max_payload`` (nothing sent).
             ConnectionClosedError: the connection is closed.
         """
+        deadline = deadline_after(timeout)
         self._check_fork()
         prefix = self._resp_prefix or self._ensure_resp_sub()
         token = format(next(self._resp_tokens), "x")
         waiter = _Waiter()
         self._resp_map[token] = waiter
         try:
-            self._publish_request(subject, payload, prefix + token, headers, kick=False)
-            self._write_pending()
-            if not waiter.wait(timeout):
-                raise RequestTimeout(f"no reply to request on {subject!r} within {timeout} s")
+            self._queue_frame(self._encode_request(subject, payload, prefix + token, headers), False, deadline)
+            self._write_pending(deadline)
+            if not waiter.wait(deadline):
+                raise RequestTimeout(f"no reply to request on {subject!r} within {describe(timeout)}{self._write_state()}")
         finally:
             self._resp_map.pop(token, None)
         if waiter.error is not None:
@@ -901,7 +1025,7 @@ class Connection:
             raise NoRespondersError(subject)
         return msg
 
-    def _request_async(self, subject: str, payload: bytes, headers: HeadersLike, slot: Any) -> str:
+    def _request_async(self, subject: str, payload: bytes, headers: HeadersLike, slot: Any, deadline: Optional[float] = None) -> str:
         """Publish a request whose reply goes to ``slot`` (anything with ``set(msg, error=None)``,
         run on the reader thread); return the reply subject. Nothing is registered if the
         publish raises. One call on the pipelined-publish hot path (no per-step calls)."""
@@ -911,7 +1035,7 @@ class Connection:
         frame = self._encode_request(subject, payload, reply, headers)  # validates; may raise
         self._resp_map[token] = slot
         try:
-            self._queue_frame(frame)
+            self._queue_frame(frame, True, deadline)
         except BaseException:
             self._resp_map.pop(token, None)
             raise
@@ -919,10 +1043,6 @@ class Connection:
 
     def _drop_reply_slot(self, reply: str) -> None:
         self._resp_map.pop(reply[len(self._resp_prefix):], None)
-
-    def _publish_request(self, subject: str, payload: bytes, reply: str, headers: HeadersLike, kick: bool = True) -> None:
-        """Publish with one of our own inbox replies."""
-        self._queue_frame(self._encode_request(subject, payload, reply, headers), kick)
 
     def _encode_request(self, subject: str, payload: bytes, reply: str, headers: HeadersLike) -> bytes:
         """Encode PUB/HPUB with one of our own inbox replies: valid by construction, so only
@@ -1096,12 +1216,18 @@ class Connection:
                     frames.append(encode_unsub(sub.sid, left))
             stream = self._stream
             assert stream is not None
-            with self._send_lock:
-                if frames:
-                    stream.write(b"".join(frames))
+            deadline = time.monotonic() + self.connect_timeout
+            # writers of the old stream fail fast (it is closed), so this wait is short; bounded anyway
+            if not self._send_lock.acquire(timeout=self.connect_timeout):
+                raise ConnectTimeout("reconnect: another writer held the socket for connect_timeout")
+            try:
+                if frames and not stream.write(b"".join(frames), deadline):
+                    raise ConnectTimeout(f"reconnect: the server took no SUBs within {self.connect_timeout} s")
                 if self._status is RECONNECTING:
                     self._set_status(CONNECTED)
-        self._write_pending()
+            finally:
+                self._send_lock.release()
+        self._kick_flusher()
 
     def _append(self, frame: bytes) -> None:
         self._out.append(frame)
@@ -1170,10 +1296,10 @@ class Connection:
             DrainTimeout: pending messages were not processed in time (the connection is
                 closed anyway).
         """
+        deadline = deadline_after(timeout)
         self._check_fork()
         if self._status is CLOSED:
             return
-        deadline = None if timeout is None else time.monotonic() + timeout
         subs = [s for s in list(self._subs.values()) if s is not self._resp_sub]
         for sub in subs:
             try:
@@ -1181,7 +1307,7 @@ class Connection:
             except MemphisError:
                 pass
         try:
-            self.flush(timeout)
+            self.flush(left(deadline))
         except MemphisError:
             logger.debug("flush during drain failed", exc_info=True)
         with self._state_lock:
@@ -1189,14 +1315,23 @@ class Connection:
                 self._set_status(DRAINING)
         ok = True
         for sub in subs:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ok = sub._wait_processed(left) and ok
-        self.close()
+            ok = sub._wait_processed(left(deadline)) and ok
+        self.close(timeout=_defaults.CLOSE_TIMEOUT if deadline is None else max(0.5, left(deadline) or 0.0))
         if not ok:
-            raise DrainTimeout(f"drain: subscriptions still had messages after {timeout} s")
+            raise DrainTimeout(f"drain: subscriptions still had messages after {describe(timeout)}")
 
-    def close(self) -> None:
-        """Flush what is queued (briefly), close the socket and stop every thread. Idempotent."""
+    def close(self, timeout: Optional[float] = _defaults.CLOSE_TIMEOUT) -> None:
+        """Flush what is queued, close the socket and stop every thread. Idempotent.
+
+        Returns within ``timeout`` seconds (``_defaults.CLOSE_TIMEOUT``) plus a moment: the
+        final flush gets half of it (what the server has not confirmed by then is dropped,
+        with a log line), stopping the threads the rest. A thread still busy in a user
+        callback after that is left to finish on its own (daemon) and logged.
+
+        Raises:
+            LocalProtocolError: a bad ``timeout`` (nothing was closed).
+        """
+        deadline = deadline_after(timeout)
         if _fork_generation[0] != self._fork_gen or os.getpid() != self._pid:
             try:
                 self._handle_fork()
@@ -1207,16 +1342,19 @@ class Connection:
                 return
             was = self._status
         if was in (CONNECTED, DRAINING):
+            wait = min(self.connect_timeout, _defaults.CLOSE_TIMEOUT / 2)
+            if deadline is not None:
+                wait = min(wait, (left(deadline) or 0.0) / 2)
             try:
-                self.flush(timeout=min(2.0, self.connect_timeout))
-            except MemphisError:
-                logger.debug("final flush failed", exc_info=True)
-        self._shutdown(ConnectionClosedError("connection closed"))
+                self.flush(timeout=wait)
+            except MemphisError as exc:
+                logger.warning("closing %s: final flush did not complete (%s)", self._server_name(), exc)
+        self._shutdown(ConnectionClosedError("connection closed"), deadline)
 
     def _close_from_reader(self, error: Optional[BaseException]) -> None:
         self._shutdown(ConnectionClosedError(f"connection closed: {error}" if error else "connection closed"))
 
-    def _shutdown(self, error: BaseException) -> None:
+    def _shutdown(self, error: BaseException, deadline: Optional[float] = None) -> None:
         with self._state_lock:
             if self._status is CLOSED:
                 return
@@ -1236,19 +1374,31 @@ class Connection:
             waiter.set(None, error)
         for sub in subs:
             sub._finish(error)
+        if deadline is None:
+            deadline = time.monotonic() + _defaults.CLOSE_TIMEOUT
         me = threading.current_thread()
+        busy = []
         for thread in (self._reader, self._flusher):
             if thread is not None and thread is not me:
-                thread.join(5.0)
+                thread.join(left(deadline))
+                if thread.is_alive():
+                    busy.append(thread.name)
         for sub in subs:
-            sub._join(5.0)
+            sub._join(left(deadline))
+            if sub._worker is not None and sub._worker.is_alive():
+                busy.append(sub._worker.name)
         self._emit("closed")
         events, thread = self._events, self._events_thread
         if events is not None:
             events.put(None)
             if thread is not None and thread is not me:
-                thread.join(5.0)
-        logger.info("connection %s closed", self._id)
+                thread.join(max(left(deadline) or 0.0, 0.05))
+                if thread.is_alive():
+                    busy.append(thread.name)
+        if busy:
+            logger.warning("connection %s closed; still busy (in user callbacks?): %s", self._id, ", ".join(busy))
+        else:
+            logger.info("connection %s closed", self._id)
 
 
 def connect(servers: Union[str, Sequence[str]] = f"nats://127.0.0.1:{_defaults.NATS_PORT}", **options: Any) -> Connection:

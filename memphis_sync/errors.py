@@ -31,6 +31,7 @@ __all__ = [
     "FlushTimeout",
     "MessageTimeout",
     "DrainTimeout",
+    "MaxBlockTimeout",
     "SubscriptionClosedError",
     "AuthorizationError",
     "PermissionViolationError",
@@ -162,6 +163,12 @@ class MessageTimeout(MemphisTimeoutError):
 
 class DrainTimeout(MemphisTimeoutError):
     """``drain()`` could not finish processing pending messages in time."""
+
+
+class MaxBlockTimeout(MemphisTimeoutError):
+    """A publish waited ``max_block`` seconds for room and got none: JetStream's ack window
+    stayed full (the broker is slow, paused or unreachable) or the socket took nothing (a
+    stalled link). Nothing of that message was sent; it is safe to retry it."""
 
 
 # -- server-reported -----------------------------------------------------------------------

@@ -7,9 +7,11 @@ from its table. Publishing is a request to a subject bound to a stream; the repl
 
 Pipelined publish (:meth:`JetStream.publish_async`) registers one reply slot per message on the
 connection's shared inbox; the reader thread resolves its ``concurrent.futures.Future``. A
-bounded window keeps at most ``max_pending`` acks in flight (the caller blocks while it is full,
-nothing is dropped), and a small timer thread fails the futures whose ack did not come in time
-and re-sends those answered by "no responders" (a stream leader election, ADR-22).
+bounded window keeps at most ``max_pending`` acks in flight: a caller that finds it full waits
+(any number of threads may wait; each has its own deadline) until it has drained to 3/4, at
+most ``max_block`` seconds, then gets :class:`~memphis_sync.errors.MaxBlockTimeout` with
+nothing sent; nothing is ever dropped. A small timer thread fails the futures whose ack did not
+come in time and re-sends those answered by "no responders" (a stream leader election, ADR-22).
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from concurrent.futures._base import PENDING
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from . import _defaults
+from ._timeouts import check_timeout, deadline_after, describe, left
 from .connection import Connection, HeadersLike
 from .errors import (
+    ConnectionClosedError,
     JetStreamNotEnabledError,
     LocalProtocolError,
+    MaxBlockTimeout,
     MemphisError,
     NoRespondersError,
     NoStreamResponseError,
@@ -148,6 +153,8 @@ class JetStream:
         timeout: default seconds for API requests and publish acks (``_defaults.JS_API_TIMEOUT``).
         max_pending: pipelined publishes in flight before ``publish_async`` blocks
             (``_defaults.JS_PUB_MAX_PENDING``).
+        max_block: longest ``publish_async`` waits for room in a full window, in seconds
+            (default: the connection's ``max_block``; None = no limit).
     """
 
     def __init__(
@@ -158,14 +165,16 @@ class JetStream:
         prefix: Optional[str] = None,
         timeout: float = _defaults.JS_API_TIMEOUT,
         max_pending: int = _defaults.JS_PUB_MAX_PENDING,
+        max_block: Union[float, None, str] = "connection",
     ) -> None:
         if prefix is None:
             prefix = f"$JS.{domain}.API" if domain else _defaults.JS_API_PREFIX
         validate_publish_subject(prefix)
-        if timeout <= 0:
+        if check_timeout(timeout) == 0:
             raise LocalProtocolError(f"timeout must be > 0, got {timeout!r}")
         if type(max_pending) is not int or max_pending < 1:
             raise LocalProtocolError(f"max_pending must be an int >= 1, got {max_pending!r}")
+        self.max_block: Optional[float] = conn.max_block if max_block == "connection" else check_timeout(max_block, "max_block")
         self.conn = conn
         self.prefix = prefix
         self.timeout = timeout
@@ -173,7 +182,11 @@ class JetStream:
         self._inflight: Dict[int, _AckSlot] = {}
         self._ids = itertools.count(1)
         self._room = threading.Condition(threading.Lock())
-        self._waiting_for_room = -1  # >= 0: a publisher waits until inflight drops to it
+        # publishers waiting in _wait_for_room (changed under _room only); the reader notifies
+        # when it is > 0 and the window has drained to _room_low
+        self._room_waiters = 0
+        low = (max_pending * 3) // 4
+        self._room_low = low if low > 0 else max_pending - 1
         self._timer_lock = threading.Lock()
         self._retries: List[Any] = []
         self._timer_wake = threading.Event()
@@ -405,7 +418,8 @@ class JetStream:
             msg_id: de-duplication id (``Nats-Msg-Id``): a repeat within the stream's
                 duplicate window is not stored again and its PubAck has ``duplicate=True``.
             expected_*: optimistic-concurrency checks (``Nats-Expected-*`` headers).
-            timeout: seconds to wait for the ack (default: the context's ``timeout``).
+            timeout: seconds to wait for the ack (default: the context's ``timeout``;
+                ``inf``: no limit).
 
         Raises:
             NoStreamResponseError: no stream answered after the retries.
@@ -413,8 +427,8 @@ class JetStream:
             RequestTimeout: no ack in time (the message may or may not be stored; publish
                 again with the same ``msg_id`` to be safe).
         """
+        wait = self.timeout if timeout is None else check_timeout(timeout)  # inf: no limit
         hdrs = self._headers(headers, msg_id, expected_stream, expected_last_seq, expected_last_msg_id, expected_last_subject_seq)
-        wait = timeout or self.timeout
         attempts = _defaults.JS_PUB_RETRY_ATTEMPTS
         while True:
             try:
@@ -443,25 +457,34 @@ class JetStream:
         """Publish without waiting; the returned future resolves to the :class:`PubAck`.
 
         At most ``max_pending`` publishes are in flight; while the window is full this call
-        blocks until an ack frees a place. Every future resolves: with the PubAck, with the
-        stream's error, with ``NoStreamResponseError`` (after the ADR-22 retries), with
-        :class:`RequestTimeout` after ``timeout`` seconds, or with ``ConnectionClosedError``.
+        waits until acks have freed a quarter of it, at most ``max_block`` seconds. Every future
+        resolves: with the PubAck, with the stream's error, with ``NoStreamResponseError``
+        (after the ADR-22 retries), with :class:`RequestTimeout` after ``timeout`` seconds
+        (``inf``: no limit), or with ``ConnectionClosedError``.
 
         Raises:
             LocalProtocolError / PayloadTooLargeError: bad input (nothing sent, no future).
+            MaxBlockTimeout: the window (or the outbound buffer) stayed full for ``max_block``
+                seconds (nothing sent, no future).
+            ConnectionClosedError: the connection is closed.
         """
         if msg_id is None and expected_stream is None and expected_last_seq is None and expected_last_msg_id is None and expected_last_subject_seq is None:
             hdrs = headers
         else:
             hdrs = self._headers(headers, msg_id, expected_stream, expected_last_seq, expected_last_msg_id, expected_last_subject_seq)
+        if timeout is None:
+            deadline = time.monotonic() + self.timeout
+        else:
+            seconds = check_timeout(timeout)
+            deadline = time.monotonic() + seconds if seconds is not None else float("inf")
+        block = None
         if len(self._inflight) >= self.max_pending:
-            self._wait_for_room()
+            block = self._wait_for_room()
         key = next(self._ids)
-        wait = timeout or self.timeout
-        slot = _AckSlot(self, key, subject, payload, hdrs, time.monotonic() + wait)
+        slot = _AckSlot(self, key, subject, payload, hdrs, deadline)
         self._inflight[key] = slot
         try:
-            self._send(slot)
+            self._send(slot, block)
         except BaseException:
             self._inflight.pop(key, None)
             raise
@@ -469,22 +492,39 @@ class JetStream:
             self._ensure_timer()
         return slot
 
-    def _send(self, slot: _AckSlot) -> None:
-        slot.reply = self.conn._request_async(slot.subject, slot.payload, slot.headers, slot)
+    def _send(self, slot: _AckSlot, block: Optional[float] = None) -> None:
+        slot.reply = self.conn._request_async(slot.subject, slot.payload, slot.headers, slot, block)
 
-    def _wait_for_room(self) -> None:
-        # Wait until the window has drained to 3/4, not just until one place is free: waking
-        # the publisher per ack would cost a thread hand-off per message.
-        low = (self.max_pending * 3) // 4
-        self.conn._write_pending()
-        with self._room:
-            self._waiting_for_room = low if low > 0 else self.max_pending - 1
+    def _wait_for_room(self) -> Optional[float]:
+        """Wait until the window has drained to 3/4 (not just one free place: waking a
+        publisher per ack would cost a thread hand-off per message), at most ``max_block``.
+
+        Any number of threads may wait here; each keeps its own deadline and the only shared
+        state is the waiter count, changed under the condition's lock. The reader notifies
+        after removing a slot (``_finish_slot``), so a waiter that saw a full window is either
+        woken or sees the drained window when it re-checks. Returns the deadline, for the
+        rest of the publish to share."""
+        deadline = deadline_after(self.max_block)
+        conn = self.conn
+        conn._write_pending(deadline)
+        low = self._room_low
+        room = self._room
+        with room:
+            self._room_waiters += 1
             try:
-                while len(self._inflight) > self._waiting_for_room:
-                    self.conn._check_usable()
-                    self._room.wait(0.5)
+                while len(self._inflight) > low:
+                    conn._check_usable()
+                    wait = left(deadline)
+                    if wait is not None and wait <= 0:
+                        raise MaxBlockTimeout(
+                            f"publish window full: {len(self._inflight)} acks in flight (max_pending="
+                            f"{self.max_pending}) on {conn._server_name()} for max_block={describe(self.max_block)}"
+                            f"{conn._write_state()}; nothing of this message was sent"
+                        )
+                    room.wait(0.5 if wait is None else min(wait, 0.5))
             finally:
-                self._waiting_for_room = -1
+                self._room_waiters -= 1
+        return deadline
 
     def _finish_slot(self, slot: _AckSlot, result: Optional[PubAck], error: Optional[BaseException]) -> None:
         if slot.finished:
@@ -498,7 +538,7 @@ class JetStream:
             self.conn._run_off_reader(lambda: _resolve(slot, result, error))
         else:
             _resolve(slot, result, error)
-        if self._waiting_for_room >= 0 and len(self._inflight) <= self._waiting_for_room:
+        if self._room_waiters and len(self._inflight) <= self._room_low:
             with self._room:
                 self._room.notify_all()
 
@@ -513,14 +553,16 @@ class JetStream:
         Raises:
             RequestTimeout: some are still in flight after ``timeout`` seconds.
         """
+        deadline = deadline_after(timeout)
         futures = list(self._inflight.values())
-        deadline = None if timeout is None else time.monotonic() + timeout
         for future in futures:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                future.exception(left)
+                future.exception(left(deadline))
             except Exception:  # concurrent.futures.TimeoutError
-                raise RequestTimeout(f"{self.publish_async_pending} publish(es) still unacknowledged after {timeout} s") from None
+                raise RequestTimeout(
+                    f"{self.publish_async_pending} publish(es) still unacknowledged after {describe(timeout)}"
+                    f"{self.conn._write_state()}"
+                ) from None
 
     # -- timers: ack deadlines and 503 retries ---------------------------------------------
     #
@@ -563,14 +605,23 @@ class JetStream:
                     wake = min(wake, self._retries[0][0])
                 if not expired and not due and not self._inflight and not self._retries:
                     self._timer = None
-                    return
+                    exiting = True
+                else:
+                    exiting = False
+            if exiting:
+                # a publish that read _timer before it became None has its slot in _inflight
+                # already (it inserts first, then looks): hand such slots to a new timer
+                if self._inflight or self._retries:
+                    self._ensure_timer()
+                return
             for slot in expired:
                 self.conn._drop_reply_slot(slot.reply)
                 self._finish_slot(slot, None, RequestTimeout(f"no ack for the publish to {slot.subject!r} in time"))
             for slot in due:
                 if not slot.finished:
                     try:
-                        self._send(slot)
+                        # never block the timer for long: no room now fails this one future
+                        self._send(slot, time.monotonic() + _TIMER_TICK)
                     except MemphisError as exc:
                         self._finish_slot(slot, None, exc)
             left = wake - time.monotonic()
@@ -579,8 +630,6 @@ class JetStream:
                 self._timer_wake.clear()
 
     def _fail_all(self) -> None:
-        from .errors import ConnectionClosedError
-
         for slot in list(self._inflight.values()):
             self._finish_slot(slot, None, ConnectionClosedError("connection closed before the ack arrived"))
 

@@ -154,8 +154,8 @@ class PullSubscription:
         """
         if type(batch) is not int or batch < 1:
             raise LocalProtocolError(f"batch must be an int >= 1, got {batch!r}")
-        if timeout is None or not timeout > 0:
-            raise LocalProtocolError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+            raise LocalProtocolError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 1):
             raise LocalProtocolError(f"max_bytes must be an int >= 1, got {max_bytes!r}")
         if heartbeat is not None and not 0 < heartbeat <= timeout / 2:
@@ -188,8 +188,8 @@ class PullSubscription:
         if heartbeat is not None:
             body["idle_heartbeat"] = int(heartbeat * _NS)
         reply = f"{self._inbox}.{next(self._req_ids)}"
-        conn._queue_frame(conn._encode(self._next_subject, json.dumps(body, separators=(",", ":")).encode(), reply, None), kick=False)
-        conn._write_pending()
+        conn._queue_frame(conn._encode(self._next_subject, json.dumps(body, separators=(",", ":")).encode(), reply, None), False, deadline)
+        conn._write_pending(deadline)
         # 3. collect until the batch is full, the request ends, or time runs out
         received_bytes = 0
         last_beat = time.monotonic()

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from . import _defaults
+from ._timeouts import check_timeout, deadline_after, describe, left
 from .errors import MessageTimeout, SlowConsumerError, SubscriptionClosedError
 from .protocol import Msg
 
@@ -134,18 +135,20 @@ class Subscription:
         return not self._closed
 
     def next_msg(self, timeout: Optional[float] = _defaults.NEXT_MSG_TIMEOUT) -> Msg:
-        """Return the next message, waiting at most ``timeout`` seconds (None = forever).
+        """Return the next message, waiting at most ``timeout`` seconds (None or ``inf``: no limit).
 
         Raises:
+            LocalProtocolError: a negative or non-numeric ``timeout``.
             MessageTimeout: nothing arrived in time.
             SubscriptionClosedError: the subscription ended and every message was taken.
         """
         if self._callback is not None:
             raise SubscriptionClosedError(f"subscription {self.sid} on {self.subject!r} has a callback; next_msg() is not available")
+        wait = check_timeout(timeout) if timeout is not None else None
         try:
-            item = self._queue.get(timeout=timeout) if timeout is None or timeout > 0 else self._queue.get_nowait()
+            item = self._queue.get(timeout=wait) if wait is None or wait > 0 else self._queue.get_nowait()
         except queue.Empty:
-            raise MessageTimeout(f"no message on {self.subject!r} within {timeout} s") from None
+            raise MessageTimeout(f"no message on {self.subject!r} within {describe(wait)}") from None
         if type(item) is _Stop:
             self._queue.put(item)  # keep every later caller informed
             raise SubscriptionClosedError(f"subscription {self.sid} on {self.subject!r} is closed") from item.error
@@ -172,7 +175,7 @@ class Subscription:
                 # idle: write what the callbacks published (e.g. replies) now rather than
                 # waiting for the flusher thread to wake up; saves a thread hand-off per reply
                 try:
-                    conn._write_pending()
+                    conn._write_pending(time.monotonic() + 0.01)  # never stall a callback thread
                 except Exception:  # the flusher will retry; a closed/forked connection is fine
                     logger.debug("inline write after callback failed", exc_info=True)
             item = get()
@@ -202,9 +205,9 @@ class Subscription:
         self._wait_processed(timeout)
 
     def _wait_processed(self, timeout: Optional[float]) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            self._worker.join(left(deadline))
             return not self._worker.is_alive()
         while self.pending_msgs > 0:
             if deadline is not None and time.monotonic() > deadline:

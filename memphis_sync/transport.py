@@ -5,28 +5,39 @@ and whoever holds the connection's send lock calls :meth:`write`. Plain sockets 
 concurrency natively. For TLS we do not share one ``ssl.SSLSocket`` between a reading and a
 writing thread (OpenSSL forbids concurrent use of one ``SSL`` object); instead the TLS state
 lives in an :class:`ssl.SSLObject` over memory BIOs, guarded by a short lock that is never held
-during socket I/O, so a blocked ``sendall`` can never stop the reader from draining the socket.
+during socket I/O, so a blocked write can never stop the reader from draining the socket.
+
+Writes are bounded: :meth:`Stream.write` sends with ``MSG_DONTWAIT`` and waits for the socket
+with ``poll()`` until the caller's deadline. Bytes the socket did not take by then stay in the
+stream, in order, and go out first on the next write, so the wire only ever carries whole
+frames in order, whoever writes next and however long the link stalls. A signal handler that
+raises in the middle (Ctrl-C in a script, an interrupted notebook cell) leaves the stream in
+the same state: what was sent is counted exactly, the rest waits for the next writer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import ssl
-import struct
 import threading
 import time
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, List, Optional
 
 from .errors import ConnectTimeout, MemphisConnectError, ReadError, WriteError
 
-__all__ = ["Stream", "SocketStream", "TlsStream", "open_tcp", "map_exceptions"]
+__all__ = ["Stream", "SocketStream", "TlsStream", "open_tcp", "map_exceptions", "WRITE_DEADLINE"]
 
 logger = logging.getLogger(__name__)
 
-#: A write that makes no progress for this long is a dead peer (nats.go flusher timeout: 1 min).
+#: A stream whose socket takes no byte for this long is dead (nats.go's flusher timeout: 1 min).
 WRITE_DEADLINE = 60.0
+#: Longest single ``poll()`` of a waiting writer: it re-checks that the stream is still open.
+_POLL_SLICE = 0.05
+_DONTWAIT = (getattr(socket, "MSG_DONTWAIT", 0),)
+_NO_WAIT = (BlockingIOError, InterruptedError)
 
 
 @contextlib.contextmanager
@@ -40,43 +51,26 @@ def map_exceptions(cls: type, what: str) -> Iterator[None]:
         raise cls(f"{what}: {exc}") from exc
 
 
-def _send_all(sock: socket.socket, data: bytes) -> None:
-    """Send every byte of ``data``, even if a signal handler raises in the middle.
-
-    ``socket.sendall`` gives up half-way when a signal handler raises (Ctrl-C in a script, an
-    interrupted Jupyter cell), leaving part of a frame on the shared socket: every later frame
-    would then be garbage to the server. We track progress with ``send`` instead, finish the
-    buffer (whole frames only ever reach the wire), then re-raise what the handler raised.
-
-    Raises:
-        WriteError: the socket failed (the stream must then be dropped).
-    """
-    view = memoryview(data)
-    total = len(view)
-    sent = 0
-    interrupted: Optional[BaseException] = None
-    while sent < total:
-        try:
-            sent += sock.send(view[sent:])
-        except OSError as exc:
-            raise WriteError(f"write: {exc}") from exc
-        except BaseException as exc:  # raised by a signal handler, e.g. KeyboardInterrupt
-            if interrupted is None:
-                interrupted = exc
-    if interrupted is not None:
-        raise interrupted
-
-
 class Stream:
     """Interface of a connected byte stream (see the module docstring for the thread rules)."""
+
+    #: ``time.monotonic()`` of the last write that moved bytes (or of the stream's creation).
+    last_progress: float = 0.0
 
     def read(self, max_bytes: int, timeout: Optional[float] = None) -> bytes:
         """Block until some bytes arrive; ``b""`` means the peer closed. Raises ReadError."""
         raise NotImplementedError
 
-    def write(self, data: bytes) -> None:
-        """Send all of ``data``. Raises WriteError."""
+    def write(self, data: bytes, deadline: Optional[float] = None) -> bool:
+        """Send what earlier writes left, then ``data``, until ``deadline`` (``time.monotonic()``;
+        None = until done). Returns True when everything went out; False when the deadline
+        passed first (the rest stays buffered, in order, for the next write). Raises WriteError."""
         raise NotImplementedError
+
+    @property
+    def pending(self) -> int:
+        """Bytes accepted by :meth:`write` that the socket has not taken yet."""
+        return 0
 
     def close(self, *, shutdown: bool = True) -> None:
         """Close; ``shutdown=False`` only drops our file descriptor (used in a forked child)."""
@@ -84,7 +78,7 @@ class Stream:
 
 
 def open_tcp(host: str, port: int, timeout: float) -> socket.socket:
-    """Connect a TCP socket with Nagle off and a kernel-side write deadline.
+    """Connect a TCP socket with Nagle off and keepalive on.
 
     Raises:
         ConnectTimeout: the TCP connect took longer than ``timeout``.
@@ -95,8 +89,6 @@ def open_tcp(host: str, port: int, timeout: float) -> socket.socket:
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        secs = int(WRITE_DEADLINE)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", secs, 0))
     except OSError:  # pragma: no cover - platform without these options
         logger.debug("could not set socket options", exc_info=True)
     return sock
@@ -108,6 +100,10 @@ class SocketStream(Stream):
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._timeout: Optional[float] = sock.gettimeout()
+        self._unsent: memoryview = memoryview(b"")
+        self._closed = False
+        self._poller: Optional["select.poll"] = None
+        self.last_progress = time.monotonic()
 
     def _set_timeout(self, timeout: Optional[float]) -> None:
         # settimeout() puts the socket in non-blocking mode plus poll(); only touch it on change
@@ -120,10 +116,68 @@ class SocketStream(Stream):
         with map_exceptions(ReadError, "read"):
             return self._sock.recv(max_bytes)
 
-    def write(self, data: bytes) -> None:
-        _send_all(self._sock, data)
+    @property
+    def pending(self) -> int:
+        return len(self._unsent)
+
+    def write(self, data: bytes, deadline: Optional[float] = None) -> bool:
+        if self._unsent:
+            if not self._send(deadline):
+                if data:
+                    self._unsent = memoryview(bytes(self._unsent) + data)
+                return False
+        if not data:
+            return True
+        self._unsent = memoryview(data)
+        return self._send(deadline)
+
+    def _send(self, deadline: Optional[float]) -> bool:
+        """Send ``self._unsent`` until done or ``deadline``; keep what is left in it.
+
+        Each ``send()`` result is appended to ``counts`` by C code (``list.extend(map(...))``),
+        where no signal handler can run between the system call and the bookkeeping, so the
+        ``finally`` knows exactly what went out even when a handler raised."""
+        view = self._unsent
+        total = len(view)
+        counts: List[int] = []
+        send = self._sock.send
+        pos = 0
+        try:
+            while pos < total:
+                try:
+                    counts.extend(map(send, (view[pos:],), _DONTWAIT))
+                except _NO_WAIT:
+                    if not self._wait_writable(deadline):
+                        break
+                except OSError as exc:
+                    raise WriteError(f"write: {exc}") from exc
+                pos = sum(counts)
+        finally:
+            sent = sum(counts)
+            if sent:
+                self.last_progress = time.monotonic()
+            self._unsent = view[sent:] if sent < total else memoryview(b"")
+        return pos >= total
+
+    def _wait_writable(self, deadline: Optional[float]) -> bool:
+        """Wait until the socket takes bytes; False once ``deadline`` passed."""
+        if self._closed:
+            raise WriteError("write: the stream was closed")
+        wait = _POLL_SLICE
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            wait = min(left, wait)
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self._sock.fileno(), select.POLLOUT)
+        poller.poll(wait * 1000.0)
+        return True
 
     def close(self, *, shutdown: bool = True) -> None:
+        self._closed = True
         if shutdown:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
@@ -203,13 +257,17 @@ class TlsStream(SocketStream):
             with self._tls_lock:
                 self._incoming.write(raw)
 
-    def write(self, data: bytes) -> None:
+    @property
+    def pending(self) -> int:
+        return len(self._unsent) + self._outgoing.pending
+
+    def write(self, data: bytes, deadline: Optional[float] = None) -> bool:
         with self._tls_lock:
             if data:
                 try:
                     self._obj.write(data)
                 except ssl.SSLError as exc:
                     raise WriteError(f"TLS write: {exc}") from exc
-            out = self._outgoing.read()
-        if out:
-            _send_all(self._sock, out)
+            records = self._outgoing.read() if not self._unsent else b""
+        # records are encrypted in order; while older ones are unsent, new ones wait in the BIO
+        return super().write(records, deadline) and (not self._outgoing.pending or self.write(b"", deadline))

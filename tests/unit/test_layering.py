@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "memphis_sync"
 
 # lowest first; a module may import from its own layer or below
 LAYERS = [
-    {"errors", "_defaults", "_version", "headers", "protocol", "_nuid", "_future"},
+    {"errors", "_defaults", "_version", "headers", "protocol", "_nuid", "_future", "_timeouts"},
     {"transport", "_server_pool", "_handshake"},
     {"_retry", "subscription", "connection"},
     {"js_api", "js_msg"},

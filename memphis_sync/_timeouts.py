@@ -1,0 +1,53 @@
+"""One meaning for every ``timeout`` argument: seconds, with ``None`` and ``inf`` for "no limit".
+
+Every blocking call turns its ``timeout`` into a deadline with :func:`deadline_after` *before*
+anything is sent, so a bad value (negative, NaN, not a number) is refused up front and a
+"wait for ever" value (``None``, ``float("inf")``, anything beyond ``threading.TIMEOUT_MAX``)
+never reaches a primitive that would raise ``OverflowError`` after the message went out.
+:func:`left` turns the deadline back into a wait that every ``threading`` primitive accepts.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any, Optional
+
+from .errors import LocalProtocolError
+
+__all__ = ["deadline_after", "left", "check_timeout", "describe"]
+
+#: Longest single wait handed to a ``threading`` primitive (it raises OverflowError beyond).
+_MAX_WAIT = min(threading.TIMEOUT_MAX, 7 * 24 * 3600.0)
+
+
+def check_timeout(timeout: Any, what: str = "timeout", *, error: type = LocalProtocolError) -> Optional[float]:
+    """``timeout`` as seconds, or None for "no limit"; raises ``error`` for a bad value."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise error(f"{what} must be a number of seconds or None, got {timeout!r}")
+    if math.isnan(timeout) or timeout < 0:
+        raise error(f"{what} must be >= 0 seconds (or None / inf for no limit), got {timeout!r}")
+    if timeout >= _MAX_WAIT:
+        return None
+    return float(timeout)
+
+
+def deadline_after(timeout: Any, what: str = "timeout", *, error: type = LocalProtocolError) -> Optional[float]:
+    """The ``time.monotonic()`` deadline ``timeout`` seconds from now (None = no limit)."""
+    seconds = check_timeout(timeout, what, error=error)
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def left(deadline: Optional[float]) -> Optional[float]:
+    """Seconds until ``deadline`` (>= 0), or None for no deadline: safe for any ``wait()``."""
+    if deadline is None:
+        return None
+    return max(0.0, min(deadline - time.monotonic(), _MAX_WAIT))
+
+
+def describe(timeout: Optional[float]) -> str:
+    """``timeout`` for an error message: ``"2.5 s"`` or ``"no limit"``."""
+    return "no limit" if timeout is None else f"{timeout:g} s"
