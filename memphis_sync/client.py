@@ -29,6 +29,7 @@ import attrs
 
 from . import _defaults
 from ._retry import ReconnectPolicy
+from ._timeouts import deadline_after, left
 from .connection import Connection, TlsOptions
 from .errors import (
     AuthorizationError,
@@ -135,6 +136,11 @@ class Memphis:
         cert_file: str = "",
         key_file: str = "",
         ca_file: str = "",
+        *,
+        max_pending_acks: int = _defaults.JS_PUB_MAX_PENDING,
+        max_block_ms: Optional[float] = _defaults.MAX_BLOCK * 1000,
+        ping_interval_ms: float = _defaults.PING_INTERVAL * 1000,
+        max_pings_outstanding: int = _defaults.MAX_PINGS_OUTSTANDING,
     ) -> "Memphis":
         """Connect to a Memphis broker (wire contract §1).
 
@@ -152,6 +158,16 @@ class Memphis:
             reconnect_interval_ms: wait between reconnect attempts.
             timeout_ms: TCP connect plus handshake timeout.
             cert_file / key_file / ca_file: mutual TLS; all three or none.
+            max_pending_acks: nonblocking produces in flight (unacknowledged) on this
+                connection before ``produce(nonblocking=True)`` waits for room (4000, as the
+                SDKs' JetStream). Keyword only, as the options below (not in the SDK).
+            max_block_ms: longest a produce waits for room (a full ack window, or a stalled
+                link that takes no bytes), then :class:`~memphis_sync.errors.MaxBlockTimeout`
+                is raised with nothing sent (60000, kafka-python's ``max_block_ms``; None = no
+                limit).
+            ping_interval_ms / max_pings_outstanding: liveness check: a PING every so often;
+                this many unanswered and the connection is stale and reconnects (2 minutes,
+                2: the NATS defaults). Lower them to find a dead link sooner.
 
         Returns:
             ``self``, connected.
@@ -174,6 +190,12 @@ class Memphis:
         check_int(account_id, "account_id", 0)
         check_int(port, "port", 1, 65535)
         check_int(max_reconnect, "max_reconnect", -1)
+        check_int(max_pending_acks, "max_pending_acks", 1)
+        check_int(max_pings_outstanding, "max_pings_outstanding", 1)
+        if max_block_ms is not None and (isinstance(max_block_ms, bool) or not isinstance(max_block_ms, (int, float)) or not max_block_ms >= 0):
+            raise MemphisValueError(f"max_block_ms must be a number of milliseconds >= 0 or None, got {max_block_ms!r}")
+        if isinstance(ping_interval_ms, bool) or not isinstance(ping_interval_ms, (int, float)) or not 0 < ping_interval_ms < float("inf"):
+            raise MemphisValueError(f"ping_interval_ms must be a number of milliseconds > 0, got {ping_interval_ms!r}")
         for what, value in (("reconnect_interval_ms", reconnect_interval_ms), ("timeout_ms", timeout_ms)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (what == "timeout_ms" and value == 0):
                 raise MemphisValueError(f"{what} must be a number of milliseconds {'> 0' if what == 'timeout_ms' else '>= 0'}, got {value!r}")
@@ -197,6 +219,9 @@ class Memphis:
             "tls": tls,
             "connect_timeout": timeout_ms / 1000,
             "reconnect": policy,
+            "max_block": None if max_block_ms is None else max_block_ms / 1000,
+            "ping_interval": ping_interval_ms / 1000,
+            "max_pings_outstanding": max_pings_outstanding,
         }
         if self.host.count(":") >= 2 and not self.host.startswith("["):  # a bare IPv6 address
             server = f"nats://[{self.host}]:{port}"
@@ -214,7 +239,7 @@ class Memphis:
                 logger.info("user %s$%s refused; retrying with the legacy user %s", username, account_id, username)
                 conn = self._open(server, user=username, password=password, **options)
         self._conn = conn
-        self._js = JetStream(conn)
+        self._js = JetStream(conn, max_pending=max_pending_acks)
         conn._subscribe_internal(_SDK_CLIENTS_UPDATES, self._on_clients_update)
         return self
 
@@ -228,26 +253,34 @@ class Memphis:
         """True while the connection to the broker is up (False while reconnecting or closed)."""
         return self._conn is not None and self._conn.is_connected()
 
-    def close(self) -> None:
-        """Stop every consumer loop, wait briefly for nonblocking produces to be acknowledged
-        (``_defaults.MEMPHIS_CLOSE_ACK_WAIT``), and close the connection. Idempotent.
+    def close(self, timeout: Optional[float] = _defaults.MEMPHIS_CLOSE_ACK_WAIT + _defaults.CLOSE_TIMEOUT) -> None:
+        """Stop every consumer loop, wait for nonblocking produces to be acknowledged, and
+        close the connection, all within ``timeout`` seconds (10 s; None = no limit).
+        Idempotent.
 
-        Producers and consumers are not destroyed on the broker (as with the SDK): consumer
-        groups keep their position.
+        Nonblocking produces get up to ``_defaults.MEMPHIS_CLOSE_ACK_WAIT`` (5 s) of it; those
+        still unacknowledged then are logged with their count (their futures fail with
+        ``ConnectionClosedError``). Producers and consumers are not destroyed on the broker
+        (as with the SDK): consumer groups keep their position.
+
+        Raises:
+            MemphisValueError: a bad ``timeout`` (nothing was closed).
         """
+        deadline = deadline_after(timeout, error=MemphisValueError)
         with self._lock:
             consumers = list(self._consumers.values())
             self._closed = True
         for consumer in consumers:
-            consumer.stop_consuming()
+            consumer.stop_consuming(timeout=min(left(deadline) or 10.0, 10.0))
         if self._conn is not None:
             if self._conn.is_connected() and self._js.publish_async_pending:
                 # give nonblocking produces a moment to be acknowledged (graceful shutdown)
+                wait = _defaults.MEMPHIS_CLOSE_ACK_WAIT if deadline is None else min(_defaults.MEMPHIS_CLOSE_ACK_WAIT, (left(deadline) or 0.0) / 2)
                 try:
-                    self._js.publish_async_complete(timeout=_defaults.MEMPHIS_CLOSE_ACK_WAIT)
+                    self._js.publish_async_complete(timeout=wait)
                 except MemphisError:
                     logger.warning("closing with %d nonblocking produce(s) unacknowledged", self._js.publish_async_pending)
-            self._conn.close()
+            self._conn.close(timeout=None if deadline is None else max(0.5, left(deadline) or 0.0))
         with self._lock:
             self._producers.clear()
             self._consumers.clear()
@@ -937,13 +970,14 @@ def connect(
     cert_file: str = "",
     key_file: str = "",
     ca_file: str = "",
+    **options: Any,
 ) -> Memphis:
     """Connect to a Memphis broker and return the :class:`Memphis` connection.
 
-    Same arguments as :meth:`Memphis.connect`.
+    Same arguments as :meth:`Memphis.connect` (its keyword-only options included).
     """
     return Memphis().connect(
         host, username, account_id=account_id, connection_token=connection_token, password=password, port=port,
         reconnect=reconnect, max_reconnect=max_reconnect, reconnect_interval_ms=reconnect_interval_ms,
-        timeout_ms=timeout_ms, cert_file=cert_file, key_file=key_file, ca_file=ca_file,
+        timeout_ms=timeout_ms, cert_file=cert_file, key_file=key_file, ca_file=ca_file, **options,
     )

@@ -45,6 +45,7 @@ Invariants:
 
 from __future__ import annotations
 
+import atexit
 import collections
 import itertools
 import logging
@@ -54,6 +55,7 @@ import random
 import ssl
 import threading
 import time
+import warnings
 import weakref
 from enum import Enum
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
@@ -86,6 +88,7 @@ from .errors import (
     ReadError,
     RequestTimeout,
     StaleConnectionError,
+    UnconfirmedPublishWarning,
     error_from_server,
 )
 from .headers import Headers
@@ -142,6 +145,32 @@ def _bump_fork_generation() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_bump_fork_generation)
+
+#: Seconds the interpreter-exit hook spends, over all connections, writing what is queued and
+#: confirming pipelined publishes (nonblocking produces) a script left behind. Settable.
+exit_flush_timeout: float = _defaults.EXIT_FLUSH_TIMEOUT
+
+
+def _flush_at_exit() -> None:
+    """At interpreter exit: finish what live connections of this process still owe the server.
+
+    Daemon threads still run while ``atexit`` hooks do, so queued frames can be written and
+    acks can arrive. Each connection runs its exit hooks (JetStream waits for its in-flight
+    publishes), then flushes and closes, all within :data:`exit_flush_timeout` together;
+    whatever could not be confirmed is reported as an :class:`UnconfirmedPublishWarning` with
+    its count.
+    """
+    deadline = time.monotonic() + exit_flush_timeout
+    for conn in list(_live_connections):
+        if conn._status is CLOSED or conn._fork_gen != _fork_generation[0] or conn._pid != os.getpid():
+            continue
+        try:
+            conn._finish_at_exit(deadline)
+        except Exception:  # never let one connection stop the others (or the exit)
+            logger.debug("exit flush of connection %s failed", conn._id, exc_info=True)
+
+
+atexit.register(_flush_at_exit)
 
 
 class ConnectionStatus(Enum):
@@ -346,6 +375,8 @@ class Connection:
         self._reader: Optional[threading.Thread] = None
         self._flusher: Optional[threading.Thread] = None
         self._events: Optional["queue_mod.SimpleQueue[Any]"] = None
+        # callables(deadline) -> (unconfirmed count, what) run at interpreter exit (JetStream)
+        self._exit_hooks: List[Callable[[float], Tuple[int, str]]] = []
         self._events_thread: Optional[threading.Thread] = None
         self.last_error: Optional[BaseException] = None
         self._fork_error = ""
@@ -1350,6 +1381,33 @@ class Connection:
             except MemphisError as exc:
                 logger.warning("closing %s: final flush did not complete (%s)", self._server_name(), exc)
         self._shutdown(ConnectionClosedError("connection closed"), deadline)
+
+    def _finish_at_exit(self, deadline: float) -> None:
+        """The interpreter is exiting and this connection was not closed: confirm what we can
+        before ``deadline``, close, and warn about the rest (see ``_flush_at_exit``)."""
+        lost: List[str] = []
+        for hook in list(self._exit_hooks):
+            count, what = hook(deadline)
+            if count:
+                lost.append(f"{count} {what}")
+        queued = len(self._out)
+        if self._status is CONNECTED or self._status is DRAINING:
+            try:
+                self.flush(timeout=left(deadline))
+                queued = 0
+            except MemphisError:
+                pass
+        if queued:
+            lost.append(f"{queued} queued frame(s) (publishes, acks) never written")
+        self._shutdown(ConnectionClosedError("connection closed at interpreter exit"), time.monotonic() + 0.5)
+        if lost:
+            warnings.warn(
+                f"memphis-sync: the interpreter exited before {self._server_name()} confirmed "
+                f"{'; '.join(lost)}; close the connection (or flush the producer) before exiting, "
+                f"and handle the futures of nonblocking produces",
+                UnconfirmedPublishWarning,
+                stacklevel=1,
+            )
 
     def _close_from_reader(self, error: Optional[BaseException]) -> None:
         self._shutdown(ConnectionClosedError(f"connection closed: {error}" if error else "connection closed"))

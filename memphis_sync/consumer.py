@@ -19,12 +19,14 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional
 
 from . import _defaults
+from ._timeouts import check_timeout
 from .client import check_batch_size
 from .errors import (
     ConnectionClosedError,
     ConsumerNotFoundError,
     JetStreamError,
     MemphisError,
+    MemphisValueError,
     SubscriptionClosedError,
 )
 from .js_api import ConsumerConfig, DeliverPolicy
@@ -343,11 +345,16 @@ class Consumer:
             logger.exception("consume callback of consumer %r raised", self.consumer_name)
 
     def stop_consuming(self, timeout: Optional[float] = 10.0) -> None:
-        """Stop the ``consume()`` loop (after the current callback returns); the consumer stays."""
+        """Stop the ``consume()`` loop (after the current callback returns); the consumer stays.
+
+        Waits at most ``timeout`` seconds (None = no limit) for the loop's thread; a callback
+        still running then finishes on its own and the loop ends after it.
+        """
+        wait = check_timeout(timeout, error=MemphisValueError)
         self._stop.set()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
-            worker.join(timeout)
+            worker.join(wait)
             if not worker.is_alive():
                 self._worker = None
 

@@ -32,6 +32,7 @@ __all__ = [
     "MessageTimeout",
     "DrainTimeout",
     "MaxBlockTimeout",
+    "UnconfirmedPublishWarning",
     "SubscriptionClosedError",
     "AuthorizationError",
     "PermissionViolationError",
@@ -163,6 +164,11 @@ class MessageTimeout(MemphisTimeoutError):
 
 class DrainTimeout(MemphisTimeoutError):
     """``drain()`` could not finish processing pending messages in time."""
+
+
+class UnconfirmedPublishWarning(RuntimeWarning):
+    """The interpreter exited while a connection still had publishes (nonblocking produces)
+    that the server had not confirmed; the warning gives their count."""
 
 
 class MaxBlockTimeout(MemphisTimeoutError):

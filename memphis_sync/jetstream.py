@@ -22,9 +22,10 @@ import json
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from concurrent.futures._base import PENDING
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import _defaults
 from ._timeouts import check_timeout, deadline_after, describe, left
@@ -191,6 +192,8 @@ class JetStream:
         self._retries: List[Any] = []
         self._timer_wake = threading.Event()
         self._timer: Optional[threading.Thread] = None
+        ref = weakref.ref(self)
+        conn._exit_hooks.append(lambda deadline: _confirm_at_exit(ref, deadline))
 
     def __repr__(self) -> str:
         return f"<JetStream {self.prefix} on {self.conn!r} inflight={len(self._inflight)}>"
@@ -464,7 +467,7 @@ class JetStream:
 
         Raises:
             LocalProtocolError / PayloadTooLargeError: bad input (nothing sent, no future).
-            MaxBlockTimeout: the window (or the outbound buffer) stayed full for ``max_block``
+            ~memphis_sync.errors.MaxBlockTimeout: the window (or the outbound buffer) stayed full for ``max_block``
                 seconds (nothing sent, no future).
             ConnectionClosedError: the connection is closed.
         """
@@ -632,6 +635,18 @@ class JetStream:
     def _fail_all(self) -> None:
         for slot in list(self._inflight.values()):
             self._finish_slot(slot, None, ConnectionClosedError("connection closed before the ack arrived"))
+
+
+def _confirm_at_exit(ref: "weakref.ref[JetStream]", deadline: float) -> Tuple[int, str]:
+    """Exit hook: wait for this context's in-flight publishes until ``deadline``."""
+    js = ref()
+    if js is None or not js._inflight:
+        return 0, ""
+    try:
+        js.publish_async_complete(timeout=left(deadline))
+    except MemphisError:
+        pass
+    return len(js._inflight), "pipelined publish(es) / nonblocking produce(s) without an ack"
 
 
 def _fields(obj: Any) -> Dict[str, Any]:

@@ -13,7 +13,6 @@ import collections
 import itertools
 import json
 import logging
-import time
 import warnings
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Union
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Un
 import attrs
 
 from . import _defaults
+from ._timeouts import check_timeout, deadline_after, describe, left
 from .errors import (
     MemphisError,
     MemphisMessageTypeError,
@@ -166,12 +166,15 @@ class Producer:
         Args:
             message: ``bytes``/``bytearray``/``memoryview``, ``str`` (UTF-8), ``dict`` (JSON), or
                 what the station's schema accepts.
-            ack_wait_sec: seconds to wait for the broker's ack (also the future's deadline).
+            ack_wait_sec: seconds to wait for the broker's ack (also the future's deadline;
+                ``float("inf")``: no limit).
             headers: :class:`~memphis_sync.Headers` or a plain dict; ``$memphis`` keys are refused.
             async_produce: deprecated alias of ``nonblocking``.
             nonblocking: do not wait; return a ``Future`` resolving to the PubAck. At most
-                ``JetStream.max_pending`` acks are in flight per connection; beyond that this call
-                blocks until the window drains (nothing is dropped). :meth:`flush` waits for all.
+                ``max_pending_acks`` acks are in flight per connection; beyond that this call
+                waits until the window drains, at most ``max_block_ms``, then raises
+                :class:`~memphis_sync.errors.MaxBlockTimeout` (nothing is sent or dropped
+                silently). :meth:`flush` waits for all.
             msg_id: idempotency id, sent as the ``msg-id`` header: the broker drops repeats
                 within the station's idempotency window.
             concurrent_task_limit: with ``nonblocking``, most unacknowledged messages of this
@@ -188,7 +191,10 @@ class Producer:
             MemphisHeaderError: a reserved or invalid header.
             MemphisValueError: a bad argument or partition choice.
             NoStreamResponseError: the station (stream) does not exist.
-            RequestTimeout: no ack within ``ack_wait_sec``.
+            RequestTimeout: no ack within ``ack_wait_sec`` (the message may be stored: produce
+                it again with the same ``msg_id`` to be sure).
+            MaxBlockTimeout: no room for ``max_block_ms`` (nothing sent; safe to retry).
+            ConnectionClosedError: the connection is closed.
         """
         if async_produce is not None:
             warnings.warn(
@@ -208,8 +214,8 @@ class Producer:
                     producer_partition_number=producer_partition_number,
                 )
             return None
-        if not isinstance(ack_wait_sec, (int, float)) or isinstance(ack_wait_sec, bool) or ack_wait_sec <= 0:
-            raise MemphisValueError(f"ack_wait_sec must be a number of seconds > 0, got {ack_wait_sec!r}")
+        if check_timeout(ack_wait_sec, "ack_wait_sec", error=MemphisValueError) == 0 or ack_wait_sec is None:
+            raise MemphisValueError(f"ack_wait_sec must be a number of seconds > 0 (inf: no limit), got {ack_wait_sec!r}")
         check_partition_args(producer_partition_key, producer_partition_number)
         if msg_id is not None and not isinstance(msg_id, str):
             raise MemphisValueError(f"msg_id must be a str, got {type(msg_id).__name__}: {msg_id!r}")
@@ -233,7 +239,7 @@ class Producer:
         except NoStreamResponseError as exc:
             raise NoStreamResponseError(f"{_PRODUCE_FAILED} (no stream answered on {subject!r})") from exc
         except RequestTimeout as exc:
-            raise RequestTimeout(f"produce to {subject!r}: no ack within ack_wait_sec={ack_wait_sec} (timeout)") from exc
+            raise RequestTimeout(f"produce to {subject!r}: no ack within ack_wait_sec={ack_wait_sec} (timeout){self._client._js.conn._write_state()}") from exc
 
     def _encode(self, message: Any, headers: HeadersArg) -> bytes:
         state = self._state
@@ -325,23 +331,27 @@ class Producer:
     def flush(self, timeout: Optional[float] = None) -> None:
         """Wait until every nonblocking message of this producer is acked or failed.
 
-        Failures stay on their futures; this only waits.
+        Failures stay on their futures; this only waits. Without ``timeout`` the wait is
+        still bounded: every future fails by itself once its ``ack_wait_sec`` has passed.
 
         Raises:
             RequestTimeout: some are still unacknowledged after ``timeout`` seconds.
+            MemphisValueError: a bad ``timeout``.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(timeout, error=MemphisValueError)
         pending = self._pending
         while True:
             try:
                 head = pending[0]
             except IndexError:
                 return
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                head.exception(left)
+                head.exception(left(deadline))
             except Exception:  # concurrent.futures.TimeoutError
-                raise RequestTimeout(f"flush: {self.pending} message(s) of producer {self.producer_name!r} still unacknowledged after {timeout} s") from None
+                raise RequestTimeout(
+                    f"flush: {self.pending} message(s) of producer {self.producer_name!r} still unacknowledged "
+                    f"after {describe(timeout)}{self._client._js.conn._write_state()}"
+                ) from None
             try:
                 if pending[0] is head:
                     pending.popleft()

@@ -78,8 +78,21 @@ def _error_classes() -> Dict[str, Type[BaseException]]:
     return {
         name: obj
         for name, obj in vars(module).items()
-        if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__
+        if inspect.isclass(obj) and issubclass(obj, BaseException) and not issubclass(obj, Warning)
+        and obj.__module__ == module.__name__
     }
+
+
+def test_warning_classes_are_documented() -> None:
+    module = memphis_sync.errors
+    warning_classes = [
+        name for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, Warning) and obj.__module__ == module.__name__
+    ]
+    text = _read("errors.rst")
+    assert warning_classes
+    for name in warning_classes:
+        assert f":exc:`{name}`" in text[text.index("Warnings"):], name
 
 
 def _documented_tree() -> List[Tuple[str, Optional[str], Set[str]]]:
