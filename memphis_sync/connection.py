@@ -717,8 +717,8 @@ class Connection:
             self._write_pending(deadline)
             stream = self._stream
             queued = self._out_bytes + (stream.pending if stream is not None else 0)
-            if queued + size <= limit or self._status is not CONNECTED:
-                return  # room, or disconnected: the reconnect buffer rules apply
+            if queued + size <= limit or queued == 0 or self._status is not CONNECTED:
+                return  # room (a frame larger than the limit goes alone), or disconnected
             if deadline is not None and time.monotonic() >= deadline:
                 url = self._current.url if self._current is not None else "the server"
                 raise MaxBlockTimeout(
