@@ -365,6 +365,9 @@ class Connection:
         # one entry per PING we queued: (its position in the outbound stream, waiter or None)
         self._pongs: Deque[Tuple[int, Optional[_Waiter]]] = collections.deque()
         self._pings_out = 0
+        self._read_count = 0  # reads that returned data (the reader's only extra work per read)
+        self._liveness_reads = 0  # _read_count at the last liveness check
+        self._liveness_at = 0.0  # time of the last liveness check
         self._subs: Dict[int, Subscription] = {}
         self._sids = itertools.count(1)
         self._nuid = Nuid()
@@ -801,11 +804,27 @@ class Connection:
         logger.debug("flusher %s stopped", self._id)
 
     def _liveness_ping(self) -> None:
-        """Queue a PING (the flusher writes it), or declare the link stale when too many went
-        unanswered or the socket took nothing for ``WRITE_DEADLINE``. Never waits for the socket."""
+        """Queue a PING (the flusher writes it), or declare the link stale. Never waits for the
+        socket.
+
+        An interval counts against the link only when nothing arrived from the server in it and
+        no queued bytes moved out: a slow link that is draining a backlog (a reconnect buffer,
+        large messages) is alive even while its PINGs wait behind the backlog. After
+        ``max_pings_outstanding`` such intervals, or when the socket took no bytes for
+        ``WRITE_DEADLINE`` while data waited, the link is stale."""
         with self._state_lock:
             stream = self._stream
-            stalled = stream is not None and stream.pending > 0 and time.monotonic() - stream.last_progress > WRITE_DEADLINE
+            now = time.monotonic()
+            reads = self._read_count
+            heard = reads != self._liveness_reads
+            moving = (
+                stream is not None and (stream.pending > 0 or bool(self._out))
+                and stream.last_progress >= self._liveness_at
+            )
+            self._liveness_reads, self._liveness_at = reads, now
+            if heard or moving:
+                self._pings_out = 0
+            stalled = stream is not None and stream.pending > 0 and now - stream.last_progress > WRITE_DEADLINE
             if self._pings_out >= self.max_pings_outstanding or stalled:
                 stale = True
             else:
@@ -814,7 +833,7 @@ class Connection:
                 stale = False
         if stale:
             what = (f"the socket took no bytes for {WRITE_DEADLINE:g} s" if stalled
-                    else f"{self._pings_out} PINGs unanswered")
+                    else f"{self._pings_out} PINGs unanswered, nothing received or sent meanwhile")
             logger.warning("%s: connection is stale, reconnecting", what)
             self.last_error = StaleConnectionError(f"server stopped answering ({what})")
             if stream is not None:
@@ -1134,6 +1153,7 @@ class Connection:
             data = read(size)
             if not data:
                 return
+            self._read_count += 1
             got = len(data)
             if got == size and size < high:
                 size *= 2

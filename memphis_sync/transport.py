@@ -151,7 +151,10 @@ class SocketStream(Stream):
                         break
                 except OSError as exc:
                     raise WriteError(f"write: {exc}") from exc
-                pos = sum(counts)
+                moved = sum(counts)
+                if moved != pos:
+                    pos = moved
+                    self.last_progress = time.monotonic()  # read by the liveness check meanwhile
         finally:
             sent = sum(counts)
             if sent:
