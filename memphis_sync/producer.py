@@ -13,6 +13,7 @@ import collections
 import itertools
 import json
 import logging
+import threading
 import warnings
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Union
@@ -127,6 +128,7 @@ class Producer:
     _rr: "itertools.count[int]" = attrs.field(init=False, factory=itertools.count, repr=False)
     _plain_headers: _WireHeaders = attrs.field(init=False, repr=False)
     _pending: Deque["Future[PubAck]"] = attrs.field(init=False, factory=collections.deque, repr=False)
+    _pending_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
     _destroyed: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
@@ -292,21 +294,26 @@ class Producer:
 
     def _track(self, future: "Future[PubAck]") -> None:
         pending = self._pending
-        pending.append(future)
+        pending.append(future)  # atomic; only the left end is ever trimmed, under _pending_lock
         if len(pending) > 2 * _defaults.JS_PUB_MAX_PENDING:
-            try:
-                while pending[0].done():
-                    pending.popleft()
-            except IndexError:
-                pass
+            self._trim_done()
 
-    def _limit_pending(self, limit: int) -> None:
+    def _trim_done(self) -> None:
+        """Drop finished futures from the left (under the lock: several threads share one
+        producer, and a check-then-pop without it could drop a future still in flight)."""
         pending = self._pending
-        try:
+        with self._pending_lock:
             while pending and pending[0].done():
                 pending.popleft()
-        except IndexError:
-            return
+
+    def _pop_head(self, head: "Future[PubAck]") -> None:
+        with self._pending_lock:
+            if self._pending and self._pending[0] is head:
+                self._pending.popleft()
+
+    def _limit_pending(self, limit: int) -> None:
+        self._trim_done()
+        pending = self._pending
         if len(pending) < limit:
             return
         low = limit // 2
@@ -315,11 +322,8 @@ class Producer:
                 head = pending[0]
             except IndexError:
                 return
-            head.exception()  # wait for it (its error stays on the future)
-            try:
-                pending.popleft()
-            except IndexError:
-                return
+            head.exception()  # wait for it (its error stays on the future; it has a deadline)
+            self._pop_head(head)
             if sum(1 for f in list(pending) if not f.done()) <= low:
                 return
 
@@ -329,7 +333,7 @@ class Producer:
         return sum(1 for future in list(self._pending) if not future.done())
 
     def flush(self, timeout: Optional[float] = None) -> None:
-        """Wait until every nonblocking message of this producer is acked or failed.
+        """Wait until every nonblocking message this producer sent so far is acked or failed.
 
         Failures stay on their futures; this only waits. Without ``timeout`` the wait is
         still bounded: every future fails by itself once its ``ack_wait_sec`` has passed.
@@ -339,24 +343,16 @@ class Producer:
             MemphisValueError: a bad ``timeout``.
         """
         deadline = deadline_after(timeout, error=MemphisValueError)
-        pending = self._pending
-        while True:
+        # the messages produced so far (other threads may go on producing: not waited for)
+        for future in list(self._pending):
             try:
-                head = pending[0]
-            except IndexError:
-                return
-            try:
-                head.exception(left(deadline))
+                future.exception(left(deadline))
             except Exception:  # concurrent.futures.TimeoutError
                 raise RequestTimeout(
                     f"flush: {self.pending} message(s) of producer {self.producer_name!r} still unacknowledged "
                     f"after {describe(timeout)}{self._client._js.conn._write_state()}"
                 ) from None
-            try:
-                if pending[0] is head:
-                    pending.popleft()
-            except IndexError:
-                return
+        self._trim_done()
 
     # -- destroy -------------------------------------------------------------------------
 

@@ -233,3 +233,67 @@ def test_bad_timeouts_are_refused_before_anything_is_sent(conn, bad):
         seen.next_msg(timeout=0.2)
     assert js.stream_info("BADTIME").state.messages == 0
     assert conn.is_connected()
+
+
+def test_publish_racing_the_timer_exit_still_times_out(conn):
+    """The timer thread exits when nothing is in flight. A publish that inserts its slot after
+    the timer's emptiness check, but reads the timer before it is cleared, must still get a
+    timer (else its future never resolves). The interleaving is forced: the check itself runs
+    the racing publish."""
+    js = JetStream(conn)
+    conn.subscribe("void")  # takes the request, never answers
+    conn.flush(timeout=2)
+    raced: List["Future[object]"] = []
+
+    class RacyInflight(dict):
+        armed = True
+
+        def __len__(self) -> int:
+            real = dict.__len__(self)
+            if (self.armed and real == 0
+                    and threading.current_thread().name.startswith("memphis-sync-js-timer")):
+                self.armed = False  # once: the racing publish below calls len() too
+                raced.append(js.publish_async("void", b"late", timeout=0.2))
+                return 0  # the timer saw "empty" before the insert
+            return real
+
+    js._inflight = RacyInflight()
+    first = js.publish_async("void", b"first", timeout=0.1)
+    with pytest.raises(RequestTimeout):
+        first.result(timeout=5)
+    deadline = time.monotonic() + 5
+    while not raced and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raced, "the timer never checked for an empty window"
+    with pytest.raises(RequestTimeout):
+        raced[0].result(timeout=5)  # resolved by a new timer, not orphaned
+
+
+def test_threads_sharing_one_producer_flush_waits_for_all(memphis_broker):
+    """Several threads share a producer with ``concurrent_task_limit``: its bookkeeping deque
+    is trimmed under a lock, so ``flush()`` never forgets a message still in flight."""
+    import memphis_sync
+
+    memphis = memphis_sync.connect(**memphis_broker.connect_kwargs(), max_pending_acks=64)
+    try:
+        memphis.station("shared-producer")
+        producer = memphis.producer("shared-producer", "shared")
+        futures: List[List[Future]] = [[] for _ in range(8)]
+
+        def run(index: int) -> None:
+            for i in range(400):
+                futures[index].append(producer.produce(b"%d-%d" % (index, i), nonblocking=True, concurrent_task_limit=20))
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(40)
+        assert not [t for t in threads if t.is_alive()]
+        producer.flush(timeout=30)
+        flat = [f for fs in futures for f in fs]
+        assert all(f.done() for f in flat)
+        assert len({f.result().seq for f in flat}) == 3200
+        assert producer.pending == 0
+    finally:
+        memphis.close()
