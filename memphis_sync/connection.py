@@ -784,12 +784,16 @@ class Connection:
         next_ping = time.monotonic() + self.ping_interval
         while not closing.is_set():
             stream = self._stream
-            if not self._out and not (stream is not None and stream.pending):
+            writable = self._status is CONNECTED or self._status is DRAINING
+            work = writable and (bool(self._out) or (stream is not None and stream.pending > 0))
+            if not work:
+                # idle, or disconnected (frames wait in the reconnect buffer): the reconnect
+                # and every new frame kick us
                 kick.wait(max(0.0, next_ping - time.monotonic()))
                 kick.clear()
             if closing.is_set():
                 break
-            if self._out or (stream is not None and stream.pending):
+            if work:
                 try:
                     # bounded by the next liveness check: a stalled socket cannot hold it up
                     if not self._write_pending(next_ping) and time.monotonic() < next_ping:

@@ -16,6 +16,7 @@ import collections
 import itertools
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional
 
 from . import _defaults
@@ -38,6 +39,9 @@ from .station import internal_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Memphis, _StationState
+
+#: A pass of fetch() with less than this left is not started (a pull needs a positive expiry).
+_MIN_PULL_WAIT = 0.005
 
 __all__ = ["Consumer", "ConsumeCallback"]
 
@@ -190,7 +194,9 @@ class Consumer:
 
         Re-sent dead-letter messages come first. Without a partition key or number, the
         partitions are asked in turn for what they have now; only when all are empty does the
-        call wait (on one of them) for up to ``batch_max_time_to_wait_ms``.
+        call wait (on one of them) for the rest of ``batch_max_time_to_wait_ms``: the whole
+        call, every partition and a wait for another thread's fetch of this consumer included,
+        stays within it (plus the server's answer time), even when the broker is paused.
 
         Args:
             batch_size: most messages (1..5000; default: the consumer's ``batch_size``).
@@ -220,7 +226,12 @@ class Consumer:
             pass
         if out:
             return out
-        with self._fetch_lock:
+        wait = self.batch_max_time_to_wait_ms / 1000
+        deadline = time.monotonic() + wait  # one bound for the whole call, every pass included
+        # another thread's fetch of this consumer holds the lock at most its own wait
+        if not self._fetch_lock.acquire(timeout=wait):
+            return out
+        try:
             try:
                 while len(out) < batch:
                     out.append(cache.popleft())
@@ -237,18 +248,22 @@ class Consumer:
                 first = next(self._rr) % len(self.partitions)
                 order = self.partitions[first:] + self.partitions[:first]
             want = batch * 3 if prefetch else batch
-            wait = self.batch_max_time_to_wait_ms / 1000
             # Several partitions: take what any of them has now (in turn), and only when all are
             # empty wait on the first one; one partition: wait on it at once.
             passes = [(p, True) for p in order] if len(order) > 1 else []
             passes.append((order[0], False))
             for partition, no_wait in passes:
-                msgs = self._pull(partition, want, wait, no_wait)
+                left = deadline - time.monotonic()
+                if left < _MIN_PULL_WAIT:
+                    break
+                msgs = self._pull(partition, want, left, no_wait)
                 if msgs:
                     wrap = [Message(m, self._client, self.internal_station_name, self.consumer_group, partition) for m in msgs]
                     out, rest = wrap[:batch], wrap[batch:]
                     cache.extend(rest)
                     return out
+        finally:
+            self._fetch_lock.release()
         return out
 
     def _pull(self, partition: int, want: int, wait: float, no_wait: bool) -> List[Any]:

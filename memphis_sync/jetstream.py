@@ -475,17 +475,17 @@ class JetStream:
             hdrs = headers
         else:
             hdrs = self._headers(headers, msg_id, expected_stream, expected_last_seq, expected_last_msg_id, expected_last_subject_seq)
-        if timeout is None:
-            deadline = time.monotonic() + self.timeout
-        else:
-            seconds = check_timeout(timeout)
-            deadline = time.monotonic() + seconds if seconds is not None else float("inf")
-        block = None
-        if len(self._inflight) >= self.max_pending:
-            block = self._wait_for_room()
+        ack_wait = self.timeout if timeout is None else check_timeout(timeout)
         key = next(self._ids)
-        slot = _AckSlot(self, key, subject, payload, hdrs, deadline)
-        self._inflight[key] = slot
+        slot = _AckSlot(self, key, subject, payload, hdrs, time.monotonic() + ack_wait if ack_wait is not None else float("inf"))
+        inflight = self._inflight
+        inflight[key] = slot  # take a place first, then look: the window is never exceeded
+        block = None
+        if len(inflight) > self.max_pending:
+            del inflight[key]
+            block = self._wait_for_room(key, slot)
+            if ack_wait is not None:
+                slot.deadline = time.monotonic() + ack_wait  # the ack wait starts at the send
         try:
             self._send(slot, block)
         except BaseException:
@@ -498,24 +498,33 @@ class JetStream:
     def _send(self, slot: _AckSlot, block: Optional[float] = None) -> None:
         slot.reply = self.conn._request_async(slot.subject, slot.payload, slot.headers, slot, block)
 
-    def _wait_for_room(self) -> Optional[float]:
+    def _wait_for_room(self, key: int, slot: _AckSlot) -> Optional[float]:
         """Wait until the window has drained to 3/4 (not just one free place: waking a
-        publisher per ack would cost a thread hand-off per message), at most ``max_block``.
+        publisher per ack would cost a thread hand-off per message), at most ``max_block``,
+        then take a place for ``slot``.
 
         Any number of threads may wait here; each keeps its own deadline and the only shared
         state is the waiter count, changed under the condition's lock. The reader notifies
         after removing a slot (``_finish_slot``), so a waiter that saw a full window is either
-        woken or sees the drained window when it re-checks. Returns the deadline, for the
-        rest of the publish to share."""
+        woken or sees the drained window when it re-checks. A place is taken by inserting,
+        then checking the size (publishers that do not wait insert without the lock), so the
+        window holds at most ``max_pending``. Returns the deadline, for the rest of the
+        publish to share."""
         deadline = deadline_after(self.max_block)
         conn = self.conn
         conn._write_pending(deadline)
         low = self._room_low
         room = self._room
+        inflight = self._inflight
         with room:
             self._room_waiters += 1
             try:
-                while len(self._inflight) > low:
+                while True:
+                    if len(inflight) <= low:
+                        inflight[key] = slot
+                        if len(inflight) <= self.max_pending:
+                            return deadline
+                        del inflight[key]
                     conn._check_usable()
                     wait = left(deadline)
                     if wait is not None and wait <= 0:
@@ -527,7 +536,6 @@ class JetStream:
                     room.wait(0.5 if wait is None else min(wait, 0.5))
             finally:
                 self._room_waiters -= 1
-        return deadline
 
     def _finish_slot(self, slot: _AckSlot, result: Optional[PubAck], error: Optional[BaseException]) -> None:
         if slot.finished:

@@ -193,7 +193,8 @@ class ControlPlane:
         if conn is None:
             return
         try:
-            conn.drain(timeout=_defaults.CONTROL_PLANE_DRAIN_TIMEOUT)
+            if conn.is_connected():  # a dead server (kill -9) has nothing to drain to
+                conn.drain(timeout=_defaults.CONTROL_PLANE_DRAIN_TIMEOUT)
         except MemphisError as exc:
             logger.warning("control plane drain: %s", exc)
         finally:
