@@ -178,7 +178,10 @@ class Producer:
                 :class:`~memphis_sync.errors.MaxBlockTimeout` (nothing is sent or dropped
                 silently). :meth:`flush` waits for all.
             msg_id: idempotency id, sent as the ``msg-id`` header: the broker drops repeats
-                within the station's idempotency window.
+                within the station's idempotency window. Each partition is a stream of its own
+                and de-duplicates on its own: on a station with several partitions, send a
+                retry to the same partition (e.g. ``producer_partition_key=msg_id``), or the
+                round robin may store it twice.
             concurrent_task_limit: with ``nonblocking``, most unacknowledged messages of this
                 producer; beyond it the call waits until half of them are acked (SDK semantics).
             producer_partition_key: choose the partition by murmur3 hash of this key.
