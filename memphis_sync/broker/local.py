@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from memphis_sync import _defaults
 from memphis_sync.broker.control_plane import ControlPlane
-from memphis_sync.broker.server import NatsCluster, NatsServer, PathLike, TlsFiles, find_nats_server
+from memphis_sync.broker.server import DEFAULT_TIMEOUT, NatsCluster, NatsServer, PathLike, TlsFiles, find_nats_server
 from memphis_sync.connection import TlsOptions
 from memphis_sync.errors import BrokerError
 
@@ -157,6 +157,9 @@ class LocalBroker:
         """
         if self.is_running():
             return
+        stale, self._control_plane = self._control_plane, None
+        if stale is not None:  # nats-server died under it (kill -9): never run two control planes
+            stale.stop()
         find_nats_server(self._binary)
         self._store_dir.mkdir(parents=True, exist_ok=True)
         servers = self._nodes()
@@ -189,26 +192,35 @@ class LocalBroker:
             raise
         self._control_plane = control_plane
 
-    def stop(self) -> None:
-        """Stop the control plane, then nats-server (gracefully). Data and ports are kept."""
+    def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Stop the control plane, then nats-server (gracefully). Data and ports are kept.
+
+        Args:
+            timeout: Seconds nats-server gets to exit after SIGTERM before it is killed
+                (``broker.server.DEFAULT_TIMEOUT``).
+        """
         control_plane, self._control_plane = self._control_plane, None
         try:
             if control_plane is not None:
                 control_plane.stop()
         finally:
-            self._server.stop()
+            self._server.stop(timeout)
 
     def restart(self) -> None:
         """:meth:`stop` then :meth:`start`, on the same ports and store."""
         self.stop()
         self.start()
 
-    def close(self) -> None:
-        """Stop, and release the temporary files of the server objects (the store stays)."""
+    def close(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Stop, and release the temporary files of the server objects (the store stays).
+
+        Args:
+            timeout: Seconds nats-server gets to exit after SIGTERM before it is killed.
+        """
         try:
-            self.stop()
+            self.stop(timeout)
         finally:
-            self._server.close()
+            self._server.close(timeout)
 
     def is_running(self) -> bool:
         """True when the servers and the control plane are running."""

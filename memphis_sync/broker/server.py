@@ -12,7 +12,9 @@ cluster node (it needs a JetStream meta leader, that is routes to a quorum of no
 
 Invariants: every listener binds to ``host`` only (loopback by default); a process started here is
 killed when its :class:`NatsServer` is closed, garbage-collected or the interpreter exits (through
-``weakref.finalize``); a user-supplied store directory is never deleted.
+``weakref.finalize``), and on Linux, when started from the main thread, it gets SIGTERM when the
+Python process dies without running finalizers (``kill -9``: ``PR_SET_PDEATHSIG``, see
+``_parent_death_preexec``); a user-supplied store directory is never deleted.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Dict, Final, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Final, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import attrs
@@ -121,6 +123,52 @@ class TlsFiles:
         if self.ca_file is not None:
             block["ca_file"] = self.ca_file
         return {**block, "verify": self.verify, "timeout": self.timeout}
+
+
+# Linux can signal a child when its parent dies (prctl PR_SET_PDEATHSIG), so that a server
+# does not outlive a Python process killed with SIGKILL, which runs no finalizer. Two facts shape
+# the use: the signal fires when the *thread* that forked the child exits, not the process, so
+# it is only asked for on the main thread (a server started by a short-lived worker thread would
+# die with that thread); and it is set between fork and exec, in a ``preexec_fn``, which runs
+# Python in the child of a process that may have other threads (the interpreter's after-fork
+# hooks run there too; memphis_sync's own are fork-safe, as they must be for os.fork()). The
+# function keeps the rest to a minimum: prctl is looked up beforehand in the parent, the child
+# makes one ctypes call and one getppid(). A child stuck before exec would be killed by start()
+# at its timeout, like a server that never gets ready.
+
+_PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
+#: What nats-server gets when its Python parent dies: SIGTERM, its graceful shutdown, so that
+#: a JetStream store is left consistent.
+PARENT_DEATH_SIGNAL: Final = signal.SIGTERM
+_prctl: Any = None  # the libc function once looked up; False where there is none
+
+
+def _parent_death_preexec() -> Optional[Callable[[], None]]:
+    """Return a ``preexec_fn`` that has Linux send ``PARENT_DEATH_SIGNAL`` to the child when
+    this process dies, or None (not Linux, not the main thread, or no usable libc)."""
+    global _prctl
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    if _prctl is None:
+        try:
+            import ctypes
+
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+            prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+            prctl.restype = ctypes.c_int
+            _prctl = prctl
+        except (ImportError, OSError, AttributeError):  # pragma: no cover - exotic libc
+            _prctl = False
+    if not _prctl:  # pragma: no cover
+        return None
+    prctl, parent, signum = _prctl, os.getpid(), int(PARENT_DEATH_SIGNAL)
+
+    def preexec() -> None:  # in the child, between fork and exec
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: no signal will come
+            os._exit(1)
+
+    return preexec
 
 
 def _hostport(host: str, port: int) -> str:
@@ -344,6 +392,9 @@ class NatsServer:
         args = [binary, "-c", self._config_path, "--ports_file_dir", self._ports_dir]
         if os.name == "posix":  # its own session: a terminal's Ctrl-C is ours to handle
             kwargs: Dict[str, Any] = {"start_new_session": True}
+            preexec = _parent_death_preexec()
+            if preexec is not None:
+                kwargs["preexec_fn"] = preexec
         else:  # pragma: no cover - Windows
             kwargs = {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
         with open(self._log_path, "ab") as log:  # the child keeps its own descriptor

@@ -200,3 +200,30 @@ def test_cli_port_in_use(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+
+
+def test_start_after_nats_server_was_killed_replaces_the_control_plane(memphis_broker_function: LocalBroker) -> None:
+    """kill -9 of nats-server, then start(): one control plane serves again and the dead one's
+    connection and threads are gone (the leak check of the conftest fails otherwise)."""
+    import threading
+
+    import memphis_sync
+
+    broker = memphis_broker_function
+    old_plane = broker.control_plane
+    old_threads = [t for t in threading.enumerate() if t.name.endswith(f"-{old_plane._conn._id}")]
+    assert old_threads  # its reader and flusher
+    pid = broker.pids[0]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while broker.is_running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not broker.is_running()
+    broker.start()
+    assert broker.control_plane is not old_plane and not old_plane.is_running()
+    with memphis_sync.connect(**broker.connect_kwargs()) as memphis:
+        memphis.station("after-kill")
+        assert memphis.producer("after-kill", "p").produce(b"x").seq == 1
+    for thread in old_threads:
+        thread.join(5)
+    assert not [t.name for t in old_threads if t.is_alive()]  # the dead plane's connection is gone
