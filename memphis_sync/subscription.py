@@ -175,7 +175,9 @@ class Subscription:
                 # idle: write what the callbacks published (e.g. replies) now rather than
                 # waiting for the flusher thread to wake up; saves a thread hand-off per reply
                 try:
-                    conn._write_pending(time.monotonic() + 0.01)  # never stall a callback thread
+                    # try-lock: if another thread is writing, the flusher (kicked by the
+                    # publish) sends these frames; never wait behind it on a callback thread
+                    conn._write_pending(time.monotonic())
                 except Exception:  # the flusher will retry; a closed/forked connection is fine
                     logger.debug("inline write after callback failed", exc_info=True)
             item = get()

@@ -128,7 +128,25 @@ class SocketStream(Stream):
                 return False
         if not data:
             return True
-        self._unsent = memoryview(data)
+        # fast path: one send() takes it all (the count is recorded in C, see _send)
+        counts: List[int] = []
+        try:
+            counts.extend(map(self._sock.send, (data,), _DONTWAIT))
+        except _NO_WAIT:
+            pass
+        except OSError as exc:
+            raise WriteError(f"write: {exc}") from exc
+        except BaseException:  # a signal handler raised: keep what did not go out
+            sent = counts[0] if counts else 0
+            if sent < len(data):
+                self._unsent = memoryview(data)[sent:]
+            raise
+        sent = counts[0] if counts else 0
+        if sent:
+            self.last_progress = time.monotonic()
+            if sent == len(data):
+                return True
+        self._unsent = memoryview(data)[sent:]
         return self._send(deadline)
 
     def _send(self, deadline: Optional[float]) -> bool:
