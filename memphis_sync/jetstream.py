@@ -24,6 +24,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures._base import PENDING
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -569,7 +570,7 @@ class JetStream:
         for future in futures:
             try:
                 future.exception(left(deadline))
-            except Exception:  # concurrent.futures.TimeoutError
+            except FutureTimeout:  # only the wait ran out (a signal handler's error propagates)
                 raise RequestTimeout(
                     f"{self.publish_async_pending} publish(es) still unacknowledged after {describe(timeout)}"
                     f"{self.conn._write_state()}"

@@ -16,6 +16,7 @@ import logging
 import threading
 import warnings
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Union
 
 import attrs
@@ -350,7 +351,7 @@ class Producer:
         for future in list(self._pending):
             try:
                 future.exception(left(deadline))
-            except Exception:  # concurrent.futures.TimeoutError
+            except FutureTimeout:  # only the wait ran out (a signal handler's error propagates)
                 raise RequestTimeout(
                     f"flush: {self.pending} message(s) of producer {self.producer_name!r} still unacknowledged "
                     f"after {describe(timeout)}{self._client._js.conn._write_state()}"
