@@ -31,7 +31,7 @@ RAW_CORE = os.path.join(ROOT, "..", "shared", "bench", "raw_core_pub.py")
 
 
 def _child_ours_pub(port: int, size: int, count: int) -> dict:
-    from memphis_sync.connection import connect
+    from memphis_sync.nats.connection import connect
 
     conn = connect(f"nats://127.0.0.1:{port}")
     payload = b"x" * size
@@ -46,7 +46,7 @@ def _child_ours_pub(port: int, size: int, count: int) -> dict:
 
 
 def _child_ours_req(port: int, size: int, count: int) -> dict:
-    from memphis_sync.connection import connect
+    from memphis_sync.nats.connection import connect
 
     responder = connect(f"nats://127.0.0.1:{port}")
     responder.subscribe("bench.rr", callback=lambda m: responder.publish(m.reply, m.payload))

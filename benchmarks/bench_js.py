@@ -45,7 +45,7 @@ def _rss_kb() -> int:
 
 
 def ours_pub(port, stream, size, count, window):
-    from memphis_sync.connection import connect
+    from memphis_sync.nats.connection import connect
     from memphis_sync.jetstream import JetStream
 
     conn = connect(f"nats://127.0.0.1:{port}")
@@ -68,7 +68,7 @@ def ours_pub(port, stream, size, count, window):
 
 
 def ours_fetch(port, stream, size, count, batch):
-    from memphis_sync.connection import connect
+    from memphis_sync.nats.connection import connect
     from memphis_sync.jetstream import JetStream
 
     conn = connect(f"nats://127.0.0.1:{port}")
@@ -90,7 +90,7 @@ def ours_fetch(port, stream, size, count, batch):
 
 
 def ours_memory(port, stream, size, count, window):
-    from memphis_sync.connection import connect
+    from memphis_sync.nats.connection import connect
     from memphis_sync.jetstream import JetStream
 
     conn = connect(f"nats://127.0.0.1:{port}")
@@ -213,9 +213,9 @@ def main():
 
     sys.path.insert(0, ROOT)
     from memphis_sync.broker import NatsServer
-    from memphis_sync.connection import connect
+    from memphis_sync.nats.connection import connect
     from memphis_sync.jetstream import JetStream
-    from memphis_sync.js_api import ConsumerConfig, StreamConfig
+    from memphis_sync.jetstream.types import ConsumerConfig, StreamConfig
 
     results = {}
     with NatsServer(port=0, extra_config={"jetstream": {"max_memory_store": 8 * 1024**3}}) as server:

@@ -4,12 +4,12 @@ The NATS layer (:class:`Connection`, subscriptions, request/reply) is usable on 
 NATS server; the Memphis API builds on it.
 """
 
-from ._retry import ReconnectPolicy
-from .client import Memphis, connect
-from .consumer import Consumer
+from .nats.reconnect import ReconnectPolicy
+from .memphis.client import Memphis, connect
+from .memphis.consumer import Consumer
 from ._version import __version__
-from .connection import Connection, ConnectionStatus, ServerAddress, TlsOptions
-from .connection import connect as nats_connect
+from .nats.connection import Connection, ConnectionStatus, ServerAddress, TlsOptions
+from .nats.connection import connect as nats_connect
 from .errors import (
     AuthorizationError,
     BrokerError,
@@ -55,11 +55,11 @@ from .errors import (
     WriteError,
     WrongLastSequenceError,
 )
-from .message import Headers, Message
-from .producer import Producer
-from .protocol import Msg
-from .station import Retention, Station, Storage
-from .subscription import Subscription
+from .memphis.message import Headers, Message
+from .memphis.producer import Producer
+from .nats.protocol.wire import Msg
+from .memphis.station import Retention, Station, Storage
+from .nats.subscription import Subscription
 
 __all__ = [
     # Memphis API

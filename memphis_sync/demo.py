@@ -36,7 +36,7 @@ import attrs
 from .errors import MemphisError
 
 if TYPE_CHECKING:
-    from .client import Memphis
+    from .memphis.client import Memphis
 
 __all__ = ["DemoResult", "default_timeout", "run_demo", "format_report"]
 
@@ -343,7 +343,7 @@ def run_demo(
         KeyboardInterrupt: re-raised after the teardown (likewise any exception raised in the
             calling thread, e.g. by a signal handler).
     """
-    from . import client
+    from .memphis import client
     from .broker.local import LocalBroker
 
     if messages < 1 or producers < 1 or consumers < 1 or size < 32:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from memphis_sync.broker import stations as st
 from memphis_sync.errors import ConsumerNotFoundError, JetStreamError, StreamNotFoundError
-from memphis_sync.js_api import ConsumerConfig
+from memphis_sync.jetstream.types import ConsumerConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from memphis_sync.broker.control_plane import ControlPlane

@@ -31,21 +31,21 @@ import uuid
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from memphis_sync import _defaults
-from memphis_sync._retry import ReconnectPolicy
+from memphis_sync.nats.reconnect import ReconnectPolicy
 from memphis_sync.broker import stations as st
 from memphis_sync.broker.consumers import ConsumerGroups
 from memphis_sync.broker.dls import DeadLetters
 from memphis_sync.broker.metadata import MetadataStore
 from memphis_sync.broker.schemaverse import SCHEMA_SERVICES, Schemaverse
-from memphis_sync.connection import Connection, TlsOptions
+from memphis_sync.nats.connection import Connection, TlsOptions
 from memphis_sync.errors import (
     JetStreamError,
     MemphisError,
     StreamNotFoundError,
 )
-from memphis_sync.jetstream import JetStream
-from memphis_sync.js_api import StreamConfig
-from memphis_sync.protocol import Msg
+from memphis_sync.jetstream.context import JetStream
+from memphis_sync.jetstream.types import StreamConfig
+from memphis_sync.nats.protocol.wire import Msg
 
 __all__ = ["ControlPlane", "SERVICES"]
 

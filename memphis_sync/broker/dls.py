@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from memphis_sync.broker import stations as st
 from memphis_sync.broker.metadata import MetadataStore
-from memphis_sync.connection import Connection
+from memphis_sync.nats.connection import Connection
 from memphis_sync.errors import ConsumerNameInUseError, MemphisError, StreamNameInUseError
-from memphis_sync.jetstream import JetStream
-from memphis_sync.js_api import ConsumerConfig, StreamConfig
-from memphis_sync.protocol import Msg
+from memphis_sync.jetstream.context import JetStream
+from memphis_sync.jetstream.types import ConsumerConfig, StreamConfig
+from memphis_sync.nats.protocol.wire import Msg
 
 if TYPE_CHECKING:  # pragma: no cover
     from memphis_sync.broker.control_plane import ControlPlane

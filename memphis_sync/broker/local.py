@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 from memphis_sync import _defaults
 from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.server import DEFAULT_TIMEOUT, NatsCluster, NatsServer, PathLike, TlsFiles, find_nats_server
-from memphis_sync.connection import TlsOptions
+from memphis_sync.nats.connection import TlsOptions
 from memphis_sync.errors import BrokerError
 
 __all__ = ["LocalBroker", "default_store_dir"]

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator
 import pytest
 
 from memphis_sync.broker.local import LocalBroker
-from memphis_sync.connection import Connection, connect
+from memphis_sync.nats.connection import Connection, connect
 from memphis_sync.errors import ConsumerNotFoundError, StreamNotFoundError
 from memphis_sync.jetstream import JetStream
 

@@ -10,7 +10,7 @@ import pytest
 
 from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.local import LocalBroker
-from memphis_sync.connection import TlsOptions, connect
+from memphis_sync.nats.connection import TlsOptions, connect
 from memphis_sync.jetstream import JetStream
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterator
 import pytest
 
 from memphis_sync.broker.local import LocalBroker
-from memphis_sync.connection import Connection, connect
+from memphis_sync.nats.connection import Connection, connect
 from memphis_sync.jetstream import JetStream
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from memphis_sync.connection import ReconnectPolicy, connect
+from memphis_sync.nats.connection import ReconnectPolicy, connect
 from memphis_sync.errors import MessageTimeout
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from typing import List
 
 import pytest
 
-from memphis_sync.connection import Connection, ConnectionStatus, ReconnectPolicy, connect
+from memphis_sync.nats.connection import Connection, ConnectionStatus, ReconnectPolicy, connect
 from memphis_sync.errors import (
     ConnectionClosedError,
     LocalProtocolError,
@@ -22,7 +22,7 @@ from memphis_sync.errors import (
     RequestTimeout,
     SubscriptionClosedError,
 )
-from memphis_sync.headers import Headers
+from memphis_sync.nats.protocol.headers import Headers
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from memphis_sync.connection import ReconnectPolicy, TlsOptions, connect
+from memphis_sync.nats.connection import ReconnectPolicy, TlsOptions, connect
 from memphis_sync.errors import AuthorizationError, MemphisConnectError
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from memphis_sync.connection import connect
+from memphis_sync.nats.connection import connect
 from memphis_sync.jetstream import JetStream
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ def test_nonblocking_produces_are_confirmed_at_exit(memphis_broker):
 
 def test_plain_publishes_queued_at_exit_are_written(nats_server):
     result = _run(f"""
-        from memphis_sync.connection import connect
+        from memphis_sync.nats.connection import connect
         conn = connect({nats_server.url!r})
         from memphis_sync.jetstream import JetStream
         js = JetStream(conn)
@@ -69,7 +69,7 @@ def test_exit_with_a_paused_server_is_bounded_and_warns_with_the_count(nats_serv
     flush timeout, and the warning gives the number of publishes never confirmed."""
     script = f"""
         import os, signal, sys
-        import memphis_sync.connection as connection
+        import memphis_sync.nats.connection as connection
         from memphis_sync.jetstream import JetStream
         connection.exit_flush_timeout = 1.5
         conn = connection.connect({nats_server.url!r})

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from memphis_sync.connection import connect
+from memphis_sync.nats.connection import connect
 from memphis_sync.errors import ForkedConnectionError
 from memphis_sync.jetstream import JetStream
 

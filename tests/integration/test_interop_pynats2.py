@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from memphis_sync.connection import connect
+from memphis_sync.nats.connection import connect
 
 pytestmark = pytest.mark.integration
 

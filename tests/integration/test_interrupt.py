@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from memphis_sync.connection import connect
+from memphis_sync.nats.connection import connect
 from memphis_sync.jetstream import JetStream
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from memphis_sync.connection import ReconnectPolicy, connect
+from memphis_sync.nats.connection import ReconnectPolicy, connect
 from memphis_sync.errors import (
     ConsumerNameInUseError,
     ConsumerNotFoundError,
@@ -21,7 +21,7 @@ from memphis_sync.errors import (
     WrongLastSequenceError,
 )
 from memphis_sync.jetstream import JetStream
-from memphis_sync.js_api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from memphis_sync.jetstream.types import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
 pytestmark = pytest.mark.integration
 

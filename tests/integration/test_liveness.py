@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from memphis_sync.connection import ConnectionStatus, ReconnectPolicy, connect
+from memphis_sync.nats.connection import ConnectionStatus, ReconnectPolicy, connect
 from memphis_sync.errors import SlowConsumerError
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from typing import Iterator, List
 
 import pytest
 
-from memphis_sync.connection import Connection, connect
+from memphis_sync.nats.connection import Connection, connect
 from memphis_sync.errors import LocalProtocolError, MaxBlockTimeout, RequestTimeout
 from memphis_sync.jetstream import JetStream
 

@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 import memphis_sync
-from memphis_sync._partition import partition_for_key
+from memphis_sync.memphis.partition import partition_for_key
 
 memphis_py = pytest.importorskip("memphis", reason="the official SDK (pip install memphis-py==1.3.1) is needed for interop tests")
 

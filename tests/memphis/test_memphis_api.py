@@ -25,8 +25,8 @@ from memphis_sync import (
     Storage,
 )
 from memphis_sync import _defaults
-from memphis_sync._partition import partition_for_key
-from memphis_sync.client import APP_ID
+from memphis_sync.memphis.partition import partition_for_key
+from memphis_sync.memphis.client import APP_ID
 from memphis_sync.errors import AuthorizationError, RequestTimeout
 
 pytestmark = pytest.mark.integration
@@ -503,7 +503,7 @@ def test_consumer_recreates_missing_durable(memphis, fake_plane):
     fake_plane.js.delete_consumer("nodur$1", "c")
     again = memphis.consumer("nodur", "c2", consumer_group="c")  # the fake creates it again
     fake_plane.js.delete_consumer("nodur$1", "c")
-    from memphis_sync.consumer import Consumer
+    from memphis_sync.memphis.consumer import Consumer
 
     Consumer._ensure_durable(again, "nodur$1")  # §15.3: the client creates it per §7.3
     assert fake_plane.js.consumer_info("nodur$1", "c").config.max_deliver == 2
@@ -568,7 +568,7 @@ def test_resent_dls_messages(memphis, fake_plane):
     memphis.station("dls.st")
     consumer = memphis.consumer("dls.st", "c", consumer_group="Grp")
     headers = {"$memphis_pm_id": "42", "$memphis_pm_cg_name": "grp", "$memphis_producedBy": "$memphis_dls", "x": "1"}
-    from memphis_sync.headers import Headers as WireHeaders
+    from memphis_sync.nats.protocol.headers import Headers as WireHeaders
 
     memphis.connection.flush()  # our SUB has reached the server
     fake_plane.conn.publish("$memphis_dls_dls#st.grp", b"poison", headers=WireHeaders(headers))

@@ -28,8 +28,8 @@ import pytest
 
 from memphis_sync import nats_connect
 from memphis_sync.jetstream import JetStream
-from memphis_sync.js_api import AckPolicy, ConsumerConfig
-from memphis_sync.station import internal_name
+from memphis_sync.jetstream.types import AckPolicy, ConsumerConfig
+from memphis_sync.memphis.station import internal_name
 
 __all__ = [
     "SLACK",

@@ -47,7 +47,7 @@ from memphis_sync import ReconnectPolicy, nats_connect
 from memphis_sync import _defaults
 from memphis_sync.errors import ConnectionClosedError, MemphisError
 from memphis_sync.jetstream import JetStream
-from memphis_sync.js_api import AckPolicy, ConsumerConfig, StreamConfig
+from memphis_sync.jetstream.types import AckPolicy, ConsumerConfig, StreamConfig
 
 from proxy import StallProxy
 

@@ -57,7 +57,7 @@ from memphis_sync.errors import (
     MemphisTimeoutError,
     NoStreamResponseError,
 )
-from memphis_sync.station import Storage
+from memphis_sync.memphis.station import Storage
 
 from stress_tools import (
     SLACK,

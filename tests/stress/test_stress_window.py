@@ -23,7 +23,7 @@ import pytest
 import memphis_sync
 from memphis_sync import nats_connect
 from memphis_sync.jetstream import JetStream
-from memphis_sync.js_api import PubAck
+from memphis_sync.jetstream.types import PubAck
 
 from stress_tools import join_or_fail, release, spawn, station_streams, stored_messages
 

@@ -12,7 +12,7 @@ import pytest
 
 import memphis_sync
 import memphis_sync.errors
-from memphis_sync.connection import TRANSITIONS
+from memphis_sync.nats.connection import TRANSITIONS
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 

@@ -8,8 +8,8 @@ import pytest
 
 from memphis_sync import protocol
 from memphis_sync.errors import LocalProtocolError, PayloadTooLargeError
-from memphis_sync.headers import Headers
-from memphis_sync.protocol import (
+from memphis_sync.nats.protocol.headers import Headers
+from memphis_sync.nats.protocol.wire import (
     check_payload_size,
     encode_connect,
     encode_err,
@@ -239,7 +239,7 @@ def test_injection_attempts_raise(call: Callable[[], bytes]) -> None:
 
 
 def test_non_utf8_subject_from_the_wire_round_trips() -> None:
-    from memphis_sync.protocol import Parser
+    from memphis_sync.nats.protocol.wire import Parser
 
     (msg,) = Parser().feed(b"MSG a\xff.b 1 r\xfe.x 0\r\n\r\n")
     assert msg.subject == "a\udcff.b" and msg.reply == "r\udcfe.x"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from memphis_sync._future import LazyFuture
+from memphis_sync.jetstream._future import LazyFuture
 
 
 def test_resolved_before_anyone_looks():

@@ -1,4 +1,4 @@
-"""Unit tests for memphis_sync.headers.Headers."""
+"""Unit tests for memphis_sync.nats.protocol.headers.Headers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, Dict
 import pytest
 
 from memphis_sync.errors import LocalProtocolError
-from memphis_sync.headers import Headers
-from memphis_sync.protocol import encode_headers
+from memphis_sync.nats.protocol.headers import Headers
+from memphis_sync.nats.protocol.wire import encode_headers
 
 
 def test_empty() -> None:

@@ -9,11 +9,11 @@ import pytest
 
 import memphis_sync
 from memphis_sync import Headers, MemphisConnectError, MemphisHeaderError, MemphisSchemaError, MemphisValueError
-from memphis_sync._partition import murmur3_32, partition_for_key
-from memphis_sync.client import _StationState, check_batch_size
-from memphis_sync.producer import Producer, encode_message, pick_partition
-from memphis_sync.schemas import validate_schema_name
-from memphis_sync.station import Retention, Storage, check_int, enum_value, internal_name, validate_name
+from memphis_sync.memphis.partition import murmur3_32, partition_for_key
+from memphis_sync.memphis.client import _StationState, check_batch_size
+from memphis_sync.memphis.producer import Producer, encode_message, pick_partition
+from memphis_sync.memphis.schemaverse import validate_schema_name
+from memphis_sync.memphis.station import Retention, Storage, check_int, enum_value, internal_name, validate_name
 
 # Published MurmurHash3 x86_32 vectors (reference implementation / SMHasher verification set).
 VECTORS = [

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memphis_sync.errors import RemoteProtocolError
-from memphis_sync.headers import Headers
-from memphis_sync.protocol import (
+from memphis_sync.nats.protocol.headers import Headers
+from memphis_sync.nats.protocol.wire import (
     CLIENT,
     DEFAULT_MAX_PAYLOAD,
     EOF,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from memphis_sync import MemphisMessageTypeError, MemphisSchemaError
-from memphis_sync.schemas import Schema
+from memphis_sync.memphis.schemaverse import Schema
 
 
 def _init(kind, content, descriptor="", struct=""):

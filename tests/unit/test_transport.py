@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from memphis_sync.errors import WriteError
-from memphis_sync.transport import SocketStream
+from memphis_sync.nats.transport import SocketStream
 
 
 class _FlakySocket:

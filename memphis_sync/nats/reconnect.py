@@ -19,8 +19,8 @@ from typing import Optional
 import attrs
 import tenacity
 
-from . import _defaults
-from .errors import AuthorizationError, ConnectTimeout, NetworkError
+from .. import _defaults
+from ..errors import AuthorizationError, ConnectTimeout, NetworkError
 
 __all__ = ["ReconnectPolicy", "build_retrying"]
 

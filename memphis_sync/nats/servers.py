@@ -12,8 +12,8 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
-from . import _defaults
-from .errors import LocalProtocolError
+from .. import _defaults
+from ..errors import LocalProtocolError
 
 __all__ = ["TlsOptions", "ServerAddress", "parse_servers"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import Sequence
 
-from . import _defaults
+from .. import _defaults
 
 __all__ = ["murmur3_32", "partition_for_key"]
 

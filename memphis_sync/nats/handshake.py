@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .errors import AuthorizationError, ConnectTimeout, MemphisConnectError, ReadError, error_from_server
-from .protocol import EOF, NEED_DATA, PONG, Err, Info, Parser, Ping, Pong
+from ..errors import AuthorizationError, ConnectTimeout, MemphisConnectError, ReadError, error_from_server
+from .protocol.wire import EOF, NEED_DATA, PONG, Err, Info, Parser, Ping, Pong
 from .transport import Stream
 
 __all__ = ["read_info", "await_pong"]

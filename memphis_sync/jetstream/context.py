@@ -1,4 +1,4 @@
-"""JetStream on a :class:`~memphis_sync.connection.Connection`: API requests, publish with acks,
+"""JetStream on a :class:`~memphis_sync.nats.connection.Connection`: API requests, publish with acks,
 pipelined publish with futures, and pull consumers.
 
 API requests are core requests to ``$JS.API.<...>`` (or ``$JS.<domain>.API``); a reply with an
@@ -28,10 +28,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures._base import PENDING
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from . import _defaults
-from ._timeouts import check_timeout, deadline_after, describe, left
-from .connection import Connection, HeadersLike
-from .errors import (
+from .. import _defaults
+from .._timeouts import check_timeout, deadline_after, describe, left
+from ..nats.connection import Connection, HeadersLike
+from ..errors import (
     ConnectionClosedError,
     JetStreamNotEnabledError,
     LocalProtocolError,
@@ -44,14 +44,14 @@ from .errors import (
     jetstream_error,
 )
 from ._future import LazyFuture
-from .headers import Headers
-from .js_api import ConsumerConfig, ConsumerInfo, PubAck, StreamConfig, StreamInfo, validate_name
-from .js_pull import PullSubscription, RawStreamMsg
-from .protocol import Msg, validate_publish_subject
+from ..nats.protocol.headers import Headers
+from .types import ConsumerConfig, ConsumerInfo, PubAck, StreamConfig, StreamInfo, validate_name
+from .pull import PullSubscription, RawStreamMsg
+from ..nats.protocol.wire import Msg, validate_publish_subject
 
 __all__ = ["JetStream"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("memphis_sync.jetstream")  # the name users configure (kept from the flat layout)
 
 #: how often (seconds) the timer thread looks for expired pipelined publishes
 _TIMER_TICK = 0.25
@@ -149,7 +149,7 @@ class JetStream:
     """JetStream API, publish and pull consumers over one shared connection. Thread-safe.
 
     Args:
-        conn: a connected :class:`~memphis_sync.connection.Connection`.
+        conn: a connected :class:`~memphis_sync.nats.connection.Connection`.
         domain: JetStream domain (API prefix ``$JS.<domain>.API``).
         prefix: explicit API prefix (overrides ``domain``).
         timeout: default seconds for API requests and publish acks (``_defaults.JS_API_TIMEOUT``).

@@ -1,0 +1,393 @@
+"""Producers: ``Producer.produce()`` (wire contract §6) and ``destroy()`` (§5.4).
+
+A producer publishes to ``<internal station>$<partition>.final`` with the headers
+``$memphis_producedBy`` and ``$memphis_connectionId`` (plus ``msg-id`` for idempotency) and waits
+for the JetStream ack (blocking), or returns a ``concurrent.futures.Future`` (``nonblocking``).
+Thread-safe: any number of threads may share one producer; the partition round robin is an
+``itertools.count`` (atomic under the GIL).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import threading
+import warnings
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Union
+
+import attrs
+
+from .. import _defaults
+from .._timeouts import check_timeout, deadline_after, describe, left
+from ..errors import (
+    MemphisError,
+    MemphisMessageTypeError,
+    MemphisSchemaError,
+    MemphisValueError,
+    NoStreamResponseError,
+    RequestTimeout,
+)
+from ..nats.protocol.headers import Headers as _WireHeaders
+from ..jetstream.types import PubAck
+from .partition import partition_for_key
+from .message import HeadersArg, to_wire_headers
+from .station import check_int, internal_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import Memphis, _StationState
+
+__all__ = ["Producer", "encode_message"]
+
+logger = logging.getLogger("memphis_sync.producer")  # the name users configure (kept from the flat layout)
+
+_PRODUCE_FAILED = "Produce operation has failed, please check whether Station/Producer still exist"
+
+
+def encode_message(message: Any) -> bytes:
+    """The bytes sent for ``message`` on a station without a schema (§6.4).
+
+    ``bytes``/``bytearray``/``memoryview`` as is, ``str`` as UTF-8, ``dict`` as JSON, a protobuf
+    object by ``SerializeToString()``, a GraphQL ``DocumentNode`` by its source text.
+
+    Raises:
+        MemphisMessageTypeError: any other type (also a ``TypeError`` and a ``MemphisSchemaError``).
+    """
+    if isinstance(message, bytes):
+        return message
+    if isinstance(message, (bytearray, memoryview)):
+        return bytes(message)
+    if isinstance(message, str):
+        return message.encode("utf-8")
+    if isinstance(message, dict):
+        return json.dumps(message).encode("utf-8")
+    serialize = getattr(message, "SerializeToString", None)
+    if callable(serialize):
+        return bytes(serialize())
+    if type(message).__name__ == "DocumentNode" and getattr(message, "loc", None) is not None:
+        return str(message.loc.source.body).encode("utf-8")
+    raise MemphisMessageTypeError(
+        f"Unsupported message type: {type(message).__name__} (send bytes, bytearray, memoryview, str, dict, "
+        "a protobuf message or a GraphQL document)"
+    )
+
+
+def check_partition_args(key: Optional[str], number: int) -> None:
+    """Refuse a bad partition key/number before anything is sent."""
+    if key is not None and not isinstance(key, str):
+        raise MemphisValueError(f"partition key must be a str, got {type(key).__name__}: {key!r}")
+    if type(number) is not int or (number < 1 and number != -1):
+        raise MemphisValueError(f"partition number must be an int >= 1 (or -1 for none), got {number!r}")
+
+
+def check_partition_number(partitions: Sequence[int], internal_station: str, number: int) -> None:
+    """Refuse a partition number that the station does not have (the SDK's texts)."""
+    if type(number) is not int or not 1 <= number <= len(partitions):
+        raise MemphisValueError("Partition number is out of range")
+    if number not in partitions:
+        raise MemphisValueError(f"Partition {number} does not exist in station {internal_station}")
+
+
+def pick_partition(
+    partitions: Sequence[int], internal_station: str, key: Optional[str], number: int, rr: "itertools.count[int]"
+) -> int:
+    """Choose a partition like the SDK (§6.1 steps 3-6): key hash, explicit number, or round robin."""
+    if key is not None and number > 0:
+        raise MemphisValueError("Can not use both partition number and partition key")
+    if key is not None:
+        return partition_for_key(key, partitions)
+    if number > 0:
+        check_partition_number(partitions, internal_station, number)
+        return number
+    return partitions[next(rr) % len(partitions)]
+
+
+@attrs.define(eq=False)
+class Producer:
+    """A producer of one station, or of several (``station_name`` a list). Thread-safe.
+
+    Create with :meth:`Memphis.producer`.
+
+    Attributes:
+        producer_name: the name as sent in headers (lower-cased, with any random suffix).
+        station_name: the station name (or the list of names) as given.
+        real_name: the lower-cased name without suffix (the cache key).
+        internal_station_name: the station's internal name ("" for a multi-station producer).
+        is_multi_station_producer: True when ``station_name`` is a list.
+    """
+
+    producer_name: str
+    station_name: Union[str, List[str]]
+    real_name: str
+    _client: "Memphis" = attrs.field(repr=False)
+    _state: Optional["_StationState"] = attrs.field(default=None, repr=False)
+    internal_station_name: str = attrs.field(init=False)
+    is_multi_station_producer: bool = attrs.field(init=False)
+    _rr: "itertools.count[int]" = attrs.field(init=False, factory=itertools.count, repr=False)
+    _plain_headers: _WireHeaders = attrs.field(init=False, repr=False)
+    _pending: Deque["Future[PubAck]"] = attrs.field(init=False, factory=collections.deque, repr=False)
+    _pending_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
+    _destroyed: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.is_multi_station_producer = isinstance(self.station_name, list)
+        self.internal_station_name = "" if self.is_multi_station_producer else internal_name(self.station_name)  # type: ignore[arg-type]
+        self._plain_headers = to_wire_headers(None, self._memphis_headers(None))
+
+    def _memphis_headers(self, msg_id: Optional[str]) -> Dict[str, str]:
+        headers = {
+            "$memphis_producedBy": self.producer_name,
+            "$memphis_connectionId": self._client.connection_id,
+        }
+        if msg_id is not None and msg_id != "":
+            # Memphis brokers de-duplicate on "msg-id" (their JetStream's renamed header);
+            # stock nats-server, as in the local broker, on "Nats-Msg-Id": send both, so
+            # idempotency holds on either (a Memphis broker ignores the second one)
+            headers["msg-id"] = msg_id
+            headers["Nats-Msg-Id"] = msg_id
+        return headers
+
+    # -- produce -------------------------------------------------------------------------
+
+    def produce(
+        self,
+        message: Any,
+        ack_wait_sec: float = 15,
+        headers: HeadersArg = None,
+        async_produce: Optional[bool] = None,
+        nonblocking: bool = False,
+        msg_id: Optional[str] = None,
+        concurrent_task_limit: Optional[int] = None,
+        producer_partition_key: Optional[str] = None,
+        producer_partition_number: int = -1,
+    ) -> Union[PubAck, "Future[PubAck]", None]:
+        """Produce one message.
+
+        Args:
+            message: ``bytes``/``bytearray``/``memoryview``, ``str`` (UTF-8), ``dict`` (JSON), or
+                what the station's schema accepts.
+            ack_wait_sec: seconds to wait for the broker's ack (also the future's deadline;
+                ``float("inf")``: no limit).
+            headers: :class:`~memphis_sync.Headers` or a plain dict; ``$memphis`` keys are refused.
+            async_produce: deprecated alias of ``nonblocking``.
+            nonblocking: do not wait; return a ``Future`` resolving to the PubAck. At most
+                ``max_pending_acks`` acks are in flight per connection; beyond that this call
+                waits until the window drains, at most ``max_block_ms``, then raises
+                :class:`~memphis_sync.errors.MaxBlockTimeout` (nothing is sent or dropped
+                silently). :meth:`flush` waits for all.
+            msg_id: idempotency id, sent as the ``msg-id`` header: the broker drops repeats
+                within the station's idempotency window. Each partition is a stream of its own
+                and de-duplicates on its own: on a station with several partitions, send a
+                retry to the same partition (e.g. ``producer_partition_key=msg_id``), or the
+                round robin may store it twice.
+            concurrent_task_limit: with ``nonblocking``, most unacknowledged messages of this
+                producer; beyond it the call waits until half of them are acked (SDK semantics).
+            producer_partition_key: choose the partition by murmur3 hash of this key.
+            producer_partition_number: choose this partition (1-based).
+
+        Returns:
+            The PubAck (blocking), a Future (nonblocking), or None for a multi-station producer.
+
+        Raises:
+            MemphisMessageTypeError: the message type cannot be encoded.
+            MemphisSchemaError: the message does not match the station's schema.
+            MemphisHeaderError: a reserved or invalid header.
+            MemphisValueError: a bad argument or partition choice.
+            NoStreamResponseError: the station (stream) does not exist.
+            RequestTimeout: no ack within ``ack_wait_sec`` (the message may be stored: produce
+                it again with the same ``msg_id`` to be sure).
+            MaxBlockTimeout: no room for ``max_block_ms`` (nothing sent; safe to retry).
+            ConnectionClosedError: the connection is closed.
+        """
+        if async_produce is not None:
+            warnings.warn(
+                "The argument async_produce is deprecated. Please use the argument nonblocking instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            nonblocking = nonblocking or bool(async_produce)
+        if self._destroyed:
+            raise MemphisError(f"producer {self.producer_name!r} was destroyed")
+        if self.is_multi_station_producer:
+            for station in self.station_name:  # type: ignore[union-attr]
+                producer = self._client._cached_producer(station, self.real_name)
+                producer.produce(
+                    message, ack_wait_sec=ack_wait_sec, headers=headers, nonblocking=nonblocking, msg_id=msg_id,
+                    concurrent_task_limit=concurrent_task_limit, producer_partition_key=producer_partition_key,
+                    producer_partition_number=producer_partition_number,
+                )
+            return None
+        if check_timeout(ack_wait_sec, "ack_wait_sec", error=MemphisValueError) == 0 or ack_wait_sec is None:
+            raise MemphisValueError(f"ack_wait_sec must be a number of seconds > 0 (inf: no limit), got {ack_wait_sec!r}")
+        check_partition_args(producer_partition_key, producer_partition_number)
+        if msg_id is not None and not isinstance(msg_id, str):
+            raise MemphisValueError(f"msg_id must be a str, got {type(msg_id).__name__}: {msg_id!r}")
+        state = self._state
+        assert state is not None
+        payload = self._encode(message, headers)
+        wire_headers = (
+            self._plain_headers if not headers and not msg_id else to_wire_headers(headers, self._memphis_headers(msg_id))
+        )
+        subject = self._subject(state, producer_partition_key, producer_partition_number)
+        js = self._client._js
+        if nonblocking:
+            if concurrent_task_limit is not None:
+                check_int(concurrent_task_limit, "concurrent_task_limit", 1)
+                self._limit_pending(concurrent_task_limit)
+            future = js.publish_async(subject, payload, headers=wire_headers, timeout=ack_wait_sec)
+            self._track(future)
+            return future
+        try:
+            return js.publish(subject, payload, headers=wire_headers, timeout=ack_wait_sec)
+        except NoStreamResponseError as exc:
+            raise NoStreamResponseError(f"{_PRODUCE_FAILED} (no stream answered on {subject!r})") from exc
+        except RequestTimeout as exc:
+            raise RequestTimeout(f"produce to {subject!r}: no ack within ack_wait_sec={ack_wait_sec} (timeout){self._client._js.conn._write_state()}") from exc
+
+    def _encode(self, message: Any, headers: HeadersArg) -> bytes:
+        state = self._state
+        schema = state.schema if state is not None else None
+        if schema is None:
+            return encode_message(message)
+        try:
+            return schema.serialize(message)
+        except MemphisSchemaError as exc:
+            self._client._schema_failure(self, message, headers, exc)
+            raise
+
+    def _subject(self, state: "_StationState", key: Optional[str], number: int) -> str:
+        partitions = state.partitions
+        internal = self.internal_station_name
+        if not partitions:
+            return internal + ".final"
+        if len(partitions) == 1:
+            partition = partitions[0]
+        else:
+            partition = pick_partition(partitions, internal, key, number, self._rr)
+        function_id = state.functions.get(partition) if state.functions else None
+        if function_id is not None:
+            return f"{internal}${partition}.functions.{function_id}"
+        return f"{internal}${partition}.final"
+
+    def get_partition_from_key(self, key: str) -> int:
+        """The partition ``key`` maps to (murmur3, seed 31, as every official SDK).
+
+        Raises:
+            MemphisValueError: a multi-station or unpartitioned producer.
+        """
+        return partition_for_key(key, self._partition_list())
+
+    def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
+        """Check that ``partition_number`` exists in the station (the SDK's texts).
+
+        Raises:
+            MemphisValueError: out of range, or not in the station's partition list.
+        """
+        check_partition_number(self._partition_list(), self.internal_station_name, partition_number)
+
+    def _partition_list(self) -> List[int]:
+        partitions = self._state.partitions if self._state is not None else None
+        if not partitions:
+            raise MemphisValueError(f"producer {self.producer_name!r} has no partition list (multi-station or legacy station)")
+        return partitions
+
+    # -- nonblocking bookkeeping ---------------------------------------------------------
+
+    def _track(self, future: "Future[PubAck]") -> None:
+        pending = self._pending
+        pending.append(future)  # atomic; only the left end is ever trimmed, under _pending_lock
+        if len(pending) > 2 * _defaults.JS_PUB_MAX_PENDING:
+            self._trim_done()
+
+    def _trim_done(self) -> None:
+        """Drop finished futures from the left (under the lock: several threads share one
+        producer, and a check-then-pop without it could drop a future still in flight)."""
+        pending = self._pending
+        with self._pending_lock:
+            while pending and pending[0].done():
+                pending.popleft()
+
+    def _pop_head(self, head: "Future[PubAck]") -> None:
+        with self._pending_lock:
+            if self._pending and self._pending[0] is head:
+                self._pending.popleft()
+
+    def _limit_pending(self, limit: int) -> None:
+        self._trim_done()
+        pending = self._pending
+        if len(pending) < limit:
+            return
+        low = limit // 2
+        while True:
+            try:
+                head = pending[0]
+            except IndexError:
+                return
+            head.exception()  # wait for it (its error stays on the future; it has a deadline)
+            self._pop_head(head)
+            if sum(1 for f in list(pending) if not f.done()) <= low:
+                return
+
+    @property
+    def pending(self) -> int:
+        """Nonblocking messages of this producer not acknowledged yet."""
+        return sum(1 for future in list(self._pending) if not future.done())
+
+    def flush(self, timeout: Optional[float] = None) -> None:
+        """Wait until every nonblocking message this producer sent so far is acked or failed.
+
+        Failures stay on their futures; this only waits. Without ``timeout`` the wait is
+        still bounded: every future fails by itself once its ``ack_wait_sec`` has passed.
+
+        Raises:
+            RequestTimeout: some are still unacknowledged after ``timeout`` seconds.
+            MemphisValueError: a bad ``timeout``.
+        """
+        deadline = deadline_after(timeout, error=MemphisValueError)
+        # the messages produced so far (other threads may go on producing: not waited for)
+        for future in list(self._pending):
+            try:
+                future.exception(left(deadline))
+            except FutureTimeout:  # only the wait ran out (a signal handler's error propagates)
+                raise RequestTimeout(
+                    f"flush: {self.pending} message(s) of producer {self.producer_name!r} still unacknowledged "
+                    f"after {describe(timeout)}{self._client._js.conn._write_state()}"
+                ) from None
+        self._trim_done()
+
+    # -- destroy -------------------------------------------------------------------------
+
+    def destroy(self, timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES) -> None:
+        """Wait for this producer's nonblocking messages, then unregister it from the broker (§5.4).
+
+        Raises:
+            MemphisRequestError: the broker refused.
+        """
+        if self._destroyed:
+            return
+        if self.is_multi_station_producer:
+            for station in self.station_name:  # type: ignore[union-attr]
+                producer = self._client._producers.get(internal_name(station) + "_" + self.real_name)
+                if producer is not None:
+                    producer.destroy(timeout_retries)
+            self._destroyed = True
+            return
+        try:
+            self.flush(timeout=None)
+        except MemphisError:
+            logger.debug("flush before destroy failed", exc_info=True)
+        client = self._client
+        body = {
+            "name": self.producer_name,
+            "station_name": self.station_name,
+            "username": client.username,
+            "connection_id": client.connection_id,
+            "req_version": _defaults.MEMPHIS_DESTROY_REQ_VERSION,
+        }
+        reply = client._request("$memphis_producer_destructions", body, _defaults.MEMPHIS_DESTROY_TIMEOUT, timeout_retries)
+        client._raise_for_text(reply, ignore="not exist", what=f"destroying producer {self.producer_name!r}")
+        self._destroyed = True
+        client._forget_producer(self)

@@ -1,0 +1,219 @@
+"""Schemaverse: client-side validation of produced messages against a station's schema (§10).
+
+The broker sends the schema in producer/consumer creation replies and on
+``$memphis_schema_updates_<station>``. Validation uses the standard library of each format,
+installed as optional extras and imported only when a station uses that format:
+``jsonschema`` (json), ``fastavro`` (avro), ``graphql-core`` (graphql), ``protobuf``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Callable, Mapping, Optional
+
+import attrs
+
+from ..errors import MemphisMessageTypeError, MemphisSchemaError, MemphisValueError
+
+__all__ = ["Schema", "SCHEMA_TYPES", "validate_schema_name"]
+
+SCHEMA_TYPES = ("json", "graphql", "protobuf", "avro")
+_PREFIX = "Schema validation has failed: "
+
+
+def validate_schema_name(name: Any) -> str:
+    """The client-side schema-name check of memphis-py ``create_schema`` (same texts)."""
+    if not isinstance(name, str) or name == "":
+        raise MemphisValueError("Schema name cannot be empty")
+    if len(name) > 128:
+        raise MemphisValueError("Schema name should be under 128 characters")
+    if any(not (c.isascii() and (c.islower() or c.isdigit() or c in "_-.")) for c in name):
+        raise MemphisValueError("Only alphanumeric and the '_', '-', '.' characters are allowed in the schema name")
+    if not name[0].isalnum() or not name[-1].isalnum():
+        raise MemphisValueError("Schema name cannot start or end with a non-alphanumeric character")
+    return name
+
+
+def _need(module: str, extra: str) -> Any:
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as exc:
+        raise MemphisSchemaError(
+            f"this station uses a {extra} schema: install the {module!r} package (pip install memphis-sync[{extra}])"
+        ) from exc
+
+
+def _as_json(message: Any, what: str) -> Any:
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        try:
+            return json.loads(bytes(message))
+        except ValueError as exc:
+            raise MemphisSchemaError(f"{_PREFIX}Expecting {what} format: {exc}") from exc
+    if isinstance(message, dict):
+        return message
+    raise MemphisMessageTypeError(f"{_PREFIX}Unsupported message type: {type(message).__name__}")
+
+
+@attrs.define(eq=False)
+class Schema:
+    """A station's active schema version and its validator.
+
+    Attributes:
+        name / type / version: as the broker sent them.
+        content: the schema text.
+    """
+
+    name: str
+    type: str
+    version: int
+    content: str
+    descriptor: str = ""
+    message_struct_name: str = ""
+    _validator: Optional[Callable[[Any], bytes]] = attrs.field(default=None, repr=False)
+    _decoder: Optional[Callable[[bytes], Any]] = attrs.field(default=None, repr=False)
+
+    @classmethod
+    def from_update(cls, init: Mapping[str, Any]) -> "Schema":
+        """Build from a ``SchemaUpdateInit`` object (§10.1).
+
+        Raises:
+            MemphisSchemaError: unknown type, bad schema, or the format's library is missing.
+        """
+        active = init.get("active_version") or {}
+        schema = cls(
+            name=str(init.get("schema_name", "")),
+            type=str(init.get("type", "")),
+            version=int(active.get("version_number") or 0),
+            content=str(active.get("schema_content", "")),
+            descriptor=str(active.get("descriptor", "")),
+            message_struct_name=str(active.get("message_struct_name", "")),
+        )
+        builder = getattr(schema, f"_build_{schema.type}", None)
+        if builder is None:
+            raise MemphisSchemaError(f"unknown schema type {schema.type!r} for schema {schema.name!r}")
+        builder()
+        return schema
+
+    def serialize(self, message: Any) -> bytes:
+        """Validate ``message`` and return the bytes to send.
+
+        Raises:
+            MemphisSchemaError: the message does not match (text starts with
+                ``"Schema validation has failed: "``).
+        """
+        assert self._validator is not None
+        return self._validator(message)
+
+    def deserialize(self, data: bytes) -> Any:
+        """Decode a received payload per the schema type."""
+        assert self._decoder is not None
+        return self._decoder(data)
+
+    # -- builders ------------------------------------------------------------------------
+
+    def _build_json(self) -> None:
+        jsonschema = _need("jsonschema", "json")
+        try:
+            schema = json.loads(self.content)
+            validator = jsonschema.validators.validator_for(schema)(schema)
+        except Exception as exc:
+            raise MemphisSchemaError(f"invalid json schema {self.name!r}: {exc}") from exc
+
+        def validate(message: Any) -> bytes:
+            obj = _as_json(message, "Json")
+            error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+            if error is not None:
+                raise MemphisSchemaError(f"{_PREFIX}{error.message}")
+            return bytes(message) if isinstance(message, (bytes, bytearray, memoryview)) else json.dumps(obj).encode("utf-8")
+
+        self._validator = validate
+        self._decoder = lambda data: json.loads(data)
+
+    def _build_avro(self) -> None:
+        fastavro = _need("fastavro", "avro")
+        try:
+            parsed = fastavro.parse_schema(json.loads(self.content))
+        except Exception as exc:
+            raise MemphisSchemaError(f"invalid avro schema {self.name!r}: {exc}") from exc
+
+        def validate(message: Any) -> bytes:
+            obj = _as_json(message, "Avro")
+            try:
+                fastavro.validate(obj, parsed, raise_errors=True)
+            except Exception as exc:
+                raise MemphisSchemaError(f"{_PREFIX}{exc}") from exc
+            return bytes(message) if isinstance(message, (bytes, bytearray, memoryview)) else json.dumps(obj).encode("utf-8")
+
+        self._validator = validate
+        self._decoder = lambda data: json.loads(data)
+
+    def _build_graphql(self) -> None:
+        graphql = _need("graphql", "graphql")
+        try:
+            schema = graphql.build_schema(self.content)
+        except Exception as exc:
+            raise MemphisSchemaError(f"invalid graphql schema {self.name!r}: {exc}") from exc
+
+        def validate(message: Any) -> bytes:
+            if isinstance(message, (bytes, bytearray, memoryview)):
+                text = bytes(message).decode("utf-8", "replace")
+            elif isinstance(message, str):
+                text = message
+            elif isinstance(message, graphql.language.ast.DocumentNode):
+                text = str(message.loc.source.body)
+            else:
+                raise MemphisMessageTypeError(f"{_PREFIX}Unsupported message type: {type(message).__name__}")
+            try:
+                document = graphql.parse(text)
+            except Exception as exc:
+                raise MemphisSchemaError(f"{_PREFIX}Invalid message format, expected GraphQL") from exc
+            errors = graphql.validate(schema, document)
+            if errors:
+                raise MemphisSchemaError(f"{_PREFIX}{'; '.join(str(e) for e in errors)}")
+            return text.encode("utf-8")
+
+        self._validator = validate
+        self._decoder = lambda data: bytes(data).decode("utf-8")
+
+    def _build_protobuf(self) -> None:
+        _need("google.protobuf", "protobuf")
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+        try:
+            file_set = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(self.descriptor))
+            pool = descriptor_pool.DescriptorPool()
+            proto = file_set.file[0]
+            pool.AddSerializedFile(proto.SerializeToString())
+            full_name = f"{proto.package}.{self.message_struct_name}" if proto.package else self.message_struct_name
+            message_class = message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+        except Exception as exc:
+            raise MemphisSchemaError(f"invalid protobuf schema {self.name!r}: {exc}") from exc
+
+        def validate(message: Any) -> bytes:
+            if isinstance(message, (bytes, bytearray, memoryview)):
+                data = bytes(message)
+                try:
+                    message_class.FromString(data)
+                except Exception as exc:
+                    raise MemphisSchemaError(f"{_PREFIX}Invalid message format, expecting protobuf") from exc
+                return data
+            if isinstance(message, dict):
+                from google.protobuf import json_format
+
+                try:
+                    return json_format.ParseDict(message, message_class()).SerializeToString()
+                except Exception as exc:
+                    raise MemphisSchemaError(f"{_PREFIX}{exc}") from exc
+            serialize = getattr(message, "SerializeToString", None)
+            if callable(serialize):
+                data = bytes(serialize())
+                try:
+                    message_class.FromString(data)
+                except Exception as exc:
+                    raise MemphisSchemaError(f"{_PREFIX}Invalid message format, expecting protobuf") from exc
+                return data
+            raise MemphisMessageTypeError(f"{_PREFIX}Unsupported message type: {type(message).__name__}")
+
+        self._validator = validate
+        self._decoder = lambda data: message_class.FromString(bytes(data))
