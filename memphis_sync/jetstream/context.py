@@ -194,7 +194,7 @@ class JetStream:
         self._timer_wake = threading.Event()
         self._timer: Optional[threading.Thread] = None
         ref = weakref.ref(self)
-        conn._exit_hooks.append(lambda deadline: _confirm_at_exit(ref, deadline))
+        conn.add_exit_hook(lambda deadline: _confirm_at_exit(ref, deadline))
 
     def __repr__(self) -> str:
         return f"<JetStream {self.prefix} on {self.conn!r} inflight={len(self._inflight)}>"
@@ -497,7 +497,7 @@ class JetStream:
         return slot
 
     def _send(self, slot: _AckSlot, block: Optional[float] = None) -> None:
-        slot.reply = self.conn._request_async(slot.subject, slot.payload, slot.headers, slot, block)
+        slot.reply = self.conn.request_async(slot.subject, slot.payload, slot.headers, slot, block)
 
     def _wait_for_room(self, key: int, slot: _AckSlot) -> Optional[float]:
         """Wait until the window has drained to 3/4 (not just one free place: waking a
@@ -513,7 +513,7 @@ class JetStream:
         publish to share."""
         deadline = deadline_after(self.max_block)
         conn = self.conn
-        conn._write_pending(deadline)
+        conn.write_now(deadline)
         low = self._room_low
         room = self._room
         inflight = self._inflight
@@ -526,13 +526,13 @@ class JetStream:
                         if len(inflight) <= self.max_pending:
                             return deadline
                         del inflight[key]
-                    conn._check_usable()
+                    conn.check_usable()
                     wait = left(deadline)
                     if wait is not None and wait <= 0:
                         raise MaxBlockTimeout(
                             f"publish window full: {len(self._inflight)} acks in flight (max_pending="
-                            f"{self.max_pending}) on {conn._server_name()} for max_block={describe(self.max_block)}"
-                            f"{conn._write_state()}; nothing of this message was sent"
+                            f"{self.max_pending}) on {conn.describe_server()} for max_block={describe(self.max_block)}"
+                            f"{conn.link_state()}; nothing of this message was sent"
                         )
                     room.wait(0.5 if wait is None else min(wait, 0.5))
             finally:
@@ -547,7 +547,7 @@ class JetStream:
         self._inflight.pop(slot.key, None)
         if slot._done_callbacks:
             # user callbacks never run on the reader thread: resolve on the events thread
-            self.conn._run_off_reader(lambda: _resolve(slot, result, error))
+            self.conn.call_off_reader(lambda: _resolve(slot, result, error))
         else:
             _resolve(slot, result, error)
         if self._room_waiters and len(self._inflight) <= self._room_low:
@@ -573,7 +573,7 @@ class JetStream:
             except FutureTimeout:  # only the wait ran out (a signal handler's error propagates)
                 raise RequestTimeout(
                     f"{self.publish_async_pending} publish(es) still unacknowledged after {describe(timeout)}"
-                    f"{self.conn._write_state()}"
+                    f"{self.conn.link_state()}"
                 ) from None
 
     # -- timers: ack deadlines and 503 retries ---------------------------------------------
@@ -586,7 +586,7 @@ class JetStream:
     def _ensure_timer(self) -> None:
         with self._timer_lock:
             if self._timer is None:
-                self._timer = threading.Thread(target=self._timer_main, name=f"memphis-sync-js-timer-{self.conn._id}", daemon=True)
+                self._timer = threading.Thread(target=self._timer_main, name=f"memphis-sync-js-timer-{self.conn.number}", daemon=True)
                 self._timer.start()
 
     def _schedule_retry(self, slot: _AckSlot) -> None:
@@ -627,7 +627,7 @@ class JetStream:
                     self._ensure_timer()
                 return
             for slot in expired:
-                self.conn._drop_reply_slot(slot.reply)
+                self.conn.drop_reply(slot.reply)
                 self._finish_slot(slot, None, RequestTimeout(f"no ack for the publish to {slot.subject!r} in time"))
             for slot in due:
                 if not slot.finished:

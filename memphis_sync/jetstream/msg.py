@@ -126,7 +126,7 @@ class JsMsg:
                 raise MessageAlreadyAckedError(f"message {self.reply!r} was already acknowledged")
             self._acked = True
         try:
-            self._conn._publish_trusted(self.reply, payload)
+            self._conn.publish_trusted(self.reply, payload)
         except BaseException:
             self._acked = False  # nothing was sent: the caller may try again
             raise
@@ -178,7 +178,7 @@ class JsMsg:
         """
         if self._acked:
             raise MessageAlreadyAckedError(f"message {self.reply!r} was already acknowledged")
-        self._conn._publish_trusted(self.reply, _WPI)
+        self._conn.publish_trusted(self.reply, _WPI)
 
     def term(self, reason: Optional[str] = None) -> None:
         """Stop redelivering this message (to this consumer), optionally saying why.

@@ -188,8 +188,8 @@ class PullSubscription:
         if heartbeat is not None:
             body["idle_heartbeat"] = int(heartbeat * _NS)
         reply = f"{self._inbox}.{next(self._req_ids)}"
-        conn._queue_frame(conn._encode(self._next_subject, json.dumps(body, separators=(",", ":")).encode(), reply, None), False, deadline)
-        conn._write_pending(deadline)
+        conn.queue_publish(self._next_subject, json.dumps(body, separators=(",", ":")).encode(), reply, kick=False, deadline=deadline)
+        conn.write_now(deadline)
         # 3. collect until the batch is full, the request ends, or time runs out
         received_bytes = 0
         last_beat = time.monotonic()

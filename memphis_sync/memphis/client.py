@@ -240,7 +240,7 @@ class Memphis:
                 conn = self._open(server, user=username, password=password, **options)
         self._conn = conn
         self._js = JetStream(conn, max_pending=max_pending_acks)
-        conn._subscribe_internal(_SDK_CLIENTS_UPDATES, self._on_clients_update)
+        conn.subscribe_internal(_SDK_CLIENTS_UPDATES, self._on_clients_update)
         return self
 
     def _open(self, server: str, **options: Any) -> Connection:
@@ -479,9 +479,9 @@ class Memphis:
                 raise
         if need_subs:
             conn = self._checked_conn()
-            subs = [conn._subscribe_internal(f"$memphis_schema_updates_{internal}", lambda msg: self._on_schema_update(state, msg))]
+            subs = [conn.subscribe_internal(f"$memphis_schema_updates_{internal}", lambda msg: self._on_schema_update(state, msg))]
             if state.station_version >= 2:
-                subs.append(conn._subscribe_internal(f"$memphis_functions_updates_{internal}", lambda msg: self._on_functions_update(state, msg)))
+                subs.append(conn.subscribe_internal(f"$memphis_functions_updates_{internal}", lambda msg: self._on_functions_update(state, msg)))
             with self._lock:
                 if state.subs:
                     extra = subs

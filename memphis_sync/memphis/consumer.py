@@ -121,9 +121,7 @@ class Consumer:
                 self._subs[1] = js.pull_subscribe(self.internal_station_name, self._durable)
             dls_subject = f"$memphis_dls_{self.internal_station_name}.{self._durable}"
             conn = client._checked_conn()
-            self._dls_sub = conn._subscribe(
-                dls_subject, dls_subject, None, self._on_dls, 0, _defaults.SUB_PENDING_MSGS, _defaults.SUB_PENDING_BYTES
-            )
+            self._dls_sub = conn.subscribe_internal(dls_subject, self._on_dls, queue=dls_subject)
         except BaseException:
             self._shutdown_local()
             raise

@@ -245,7 +245,7 @@ class Producer:
         except NoStreamResponseError as exc:
             raise NoStreamResponseError(f"{_PRODUCE_FAILED} (no stream answered on {subject!r})") from exc
         except RequestTimeout as exc:
-            raise RequestTimeout(f"produce to {subject!r}: no ack within ack_wait_sec={ack_wait_sec} (timeout){self._client._js.conn._write_state()}") from exc
+            raise RequestTimeout(f"produce to {subject!r}: no ack within ack_wait_sec={ack_wait_sec} (timeout){self._client._js.conn.link_state()}") from exc
 
     def _encode(self, message: Any, headers: HeadersArg) -> bytes:
         state = self._state
@@ -354,7 +354,7 @@ class Producer:
             except FutureTimeout:  # only the wait ran out (a signal handler's error propagates)
                 raise RequestTimeout(
                     f"flush: {self.pending} message(s) of producer {self.producer_name!r} still unacknowledged "
-                    f"after {describe(timeout)}{self._client._js.conn._write_state()}"
+                    f"after {describe(timeout)}{self._client._js.conn.link_state()}"
                 ) from None
         self._trim_done()
 

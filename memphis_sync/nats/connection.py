@@ -952,9 +952,49 @@ class Connection:
         """
         return self._subscribe(subject, queue, callback, None, max_msgs, pending_msgs_limit, pending_bytes_limit)
 
-    def _subscribe_internal(self, subject: str, handler: MessageHandler) -> Subscription:
-        """Subscribe with a handler that runs on the reader thread (must never block)."""
-        return self._subscribe(subject, None, None, handler, 0, _defaults.SUB_PENDING_MSGS, _defaults.SUB_PENDING_BYTES)
+    # -- for the layers above (JetStream, Memphis, the broker): not part of the user API -----
+
+    def subscribe_internal(self, subject: str, handler: MessageHandler, queue: Optional[str] = None) -> Subscription:
+        """Subscribe with a handler that runs on the reader thread (it must never block)."""
+        return self._subscribe(subject, queue, None, handler, 0, _defaults.SUB_PENDING_MSGS, _defaults.SUB_PENDING_BYTES)
+
+    def queue_publish(
+        self, subject: str, payload: bytes, reply: Optional[str] = None, headers: HeadersLike = None, *,
+        kick: bool = True, deadline: Optional[float] = None,
+    ) -> None:
+        """Validate, encode and queue one publish (``kick=False`` when :meth:`write_now` follows)."""
+        self._queue_frame(self._encode(subject, payload, reply, headers), kick, deadline)
+
+    def write_now(self, deadline: Optional[float] = None) -> bool:
+        """Write what is queued until ``deadline`` (see ``_write_pending``); True when all went out."""
+        return self._write_pending(deadline)
+
+    def check_usable(self) -> None:
+        """Raise ``ConnectionClosedError``/``ForkedConnectionError`` unless the connection can be used."""
+        self._check_usable()
+
+    def call_off_reader(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the events thread (work that may call user code, never the reader)."""
+        self._run_off_reader(fn)
+
+    def link_state(self) -> str:
+        """What a timeout message should add about the link ("" when all looks well)."""
+        return self._write_state()
+
+    def describe_server(self) -> str:
+        """The URL of the current server (or of the first of the pool), for messages."""
+        return self._server_name()
+
+    def add_exit_hook(self, hook: Callable[[float], Tuple[int, str]]) -> None:
+        """Run ``hook(deadline) -> (unconfirmed count, what)`` at interpreter exit (JetStream)."""
+        self._exit_hooks.append(hook)
+
+    @property
+    def number(self) -> int:
+        """This connection's number in the process (as in its thread names)."""
+        return self._id
+
+    # -- subscribing (internals) --------------------------------------------------------------
 
     def _subscribe(
         self,
@@ -1027,7 +1067,7 @@ class Connection:
         with self._state_lock:
             if not self._resp_prefix:
                 prefix = f"{self.new_inbox()}."
-                self._resp_sub = self._subscribe_internal(prefix + "*", self._on_response)
+                self._resp_sub = self.subscribe_internal(prefix + "*", self._on_response)
                 self._resp_prefix = prefix
             return self._resp_prefix
 
@@ -1079,7 +1119,7 @@ class Connection:
             raise NoRespondersError(subject)
         return msg
 
-    def _request_async(self, subject: str, payload: bytes, headers: HeadersLike, slot: Any, deadline: Optional[float] = None) -> str:
+    def request_async(self, subject: str, payload: bytes, headers: HeadersLike, slot: Any, deadline: Optional[float] = None) -> str:
         """Publish a request whose reply goes to ``slot`` (anything with ``set(msg, error=None)``,
         run on the reader thread); return the reply subject. Nothing is registered if the
         publish raises. One call on the pipelined-publish hot path (no per-step calls)."""
@@ -1095,7 +1135,8 @@ class Connection:
             raise
         return reply
 
-    def _drop_reply_slot(self, reply: str) -> None:
+    def drop_reply(self, reply: str) -> None:
+        """Forget the reply slot of ``reply`` (a request given up on; for the layers above)."""
         self._resp_map.pop(reply[len(self._resp_prefix):], None)
 
     def _encode_request(self, subject: str, payload: bytes, reply: str, headers: HeadersLike) -> bytes:
@@ -1116,7 +1157,7 @@ class Connection:
             raise PayloadTooLargeError(size, self._max_payload)
         return b"%b%b %d\r\n%b\r\n" % (prefix, reply.encode(), size, payload)
 
-    def _publish_trusted(self, subject: str, payload: bytes) -> None:
+    def publish_trusted(self, subject: str, payload: bytes) -> None:
         """Publish to a subject the server handed us (an ack subject): it arrived as one token
         of a control line, so it holds no whitespace; skip validation and the subject cache."""
         self._queue_frame(b"PUB %b %d\r\n%b\r\n" % (subject.encode(), len(payload), payload))
