@@ -110,7 +110,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
 
 
 def _run_dls(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from memphis_sync.broker.dls import list_dls_remote
+    from memphis_sync.broker.handlers.dls import list_dls_remote
 
     try:
         records = list_dls_remote(

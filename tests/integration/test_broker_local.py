@@ -211,7 +211,7 @@ def test_start_after_nats_server_was_killed_replaces_the_control_plane(memphis_b
 
     broker = memphis_broker_function
     old_plane = broker.control_plane
-    old_threads = [t for t in threading.enumerate() if t.name.endswith(f"-{old_plane._conn._id}")]
+    old_threads = [t for t in threading.enumerate() if t.name.endswith(f"-{old_plane.connection.number}")]
     assert old_threads  # its reader and flusher
     pid = broker.pids[0]
     os.kill(pid, signal.SIGKILL)

@@ -1,10 +1,10 @@
-"""The control plane's pure rules (memphis_sync.broker.stations): names, settings, configs."""
+"""The control plane's pure rules (memphis_sync.broker.rules): names, settings, configs."""
 
 from __future__ import annotations
 
 import pytest
 
-from memphis_sync.broker import stations as st
+from memphis_sync.broker import rules as st
 
 
 @pytest.mark.parametrize(

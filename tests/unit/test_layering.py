@@ -37,7 +37,6 @@ OVERSIZED = {
     "memphis/client.py": 990,
     "jetstream/context.py": 670,
     "broker/server.py": 780,
-    "broker/control_plane.py": 530,
 }
 MAX_LINES = 500
 

@@ -27,18 +27,16 @@ import json
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from memphis_sync.broker import stations as st
+from memphis_sync.broker import rules
+from memphis_sync.broker.context import BrokerContext
 from memphis_sync.broker.metadata import MetadataStore
 from memphis_sync.nats.connection import Connection
 from memphis_sync.errors import ConsumerNameInUseError, MemphisError, StreamNameInUseError
 from memphis_sync.jetstream.context import JetStream
 from memphis_sync.jetstream.types import ConsumerConfig, StreamConfig
 from memphis_sync.nats.protocol.wire import Msg
-
-if TYPE_CHECKING:  # pragma: no cover
-    from memphis_sync.broker.control_plane import ControlPlane
 
 __all__ = ["DeadLetters", "DLS_SUBJECTS", "list_dls_remote"]
 
@@ -68,14 +66,17 @@ def _headers_dict(headers: Any) -> Dict[str, str]:
 
 
 class DeadLetters:
-    """The DLS part of a :class:`~memphis_sync.broker.control_plane.ControlPlane`."""
+    """The DLS handlers, on a :class:`~memphis_sync.broker.context.BrokerContext`."""
 
-    def __init__(self, control_plane: "ControlPlane") -> None:
-        self._cp = control_plane
+    def __init__(self, ctx: BrokerContext) -> None:
+        self._ctx = ctx
 
-    def subscribe(self, conn: Connection, *, replicas: int = 1) -> List[Any]:
-        """Set up the advisory stream and subscribe to the DLS subjects; return the subscriptions."""
-        js = self._cp.jetstream
+    def subscribe(self) -> List[Any]:
+        """Set up the advisory stream and subscribe to the DLS subjects; return the subscriptions.
+
+        The advisory stream gets the context's ``metadata_replicas``.
+        """
+        conn, js, replicas = self._ctx.connection, self._ctx.jetstream, self._ctx.metadata_replicas
         try:
             js.add_stream(StreamConfig(
                 name=UNACKED_STREAM, subjects=[UNACKED_SUBJECTS], retention="workqueue", max_age=_DAY,
@@ -100,13 +101,13 @@ class DeadLetters:
             try:
                 data = json.loads(msg.payload)
                 if isinstance(data, dict):
-                    with self._cp._lock:
+                    with self._ctx.lock:
                         handler(data)
             except Exception:  # a bad event must not stop the subscription
                 logger.exception("control plane: DLS event on %s failed", msg.subject)
                 return  # not acked: JetStream redelivers it
             if ack and msg.reply:
-                self._cp.connection.publish(msg.reply, b"+ACK")
+                self._ctx.connection.publish(msg.reply, b"+ACK")
 
         return on_event
 
@@ -114,7 +115,7 @@ class DeadLetters:
 
     def records(self, station: str) -> List[Dict[str, Any]]:
         """The dead-letter records of a station, oldest first."""
-        return _records(self._cp.metadata, station)
+        return _records(self._ctx.metadata, station)
 
     def _store(
         self,
@@ -132,8 +133,8 @@ class DeadLetters:
         validation_error: str,
     ) -> bool:
         """Create or update a record; True if it is new (then it is forwarded to the DLS station)."""
-        key = f"dls.{st.internal_name(station['name'])}.{record_id}"
-        meta = self._cp.metadata
+        key = f"dls.{rules.internal_name(station['name'])}.{record_id}"
+        meta = self._ctx.metadata
         record = meta.get(key)
         new = record is None
         if record is None:
@@ -168,19 +169,19 @@ class DeadLetters:
         target_name = station.get("dls_station") or ""
         if not target_name:
             return
-        target = self._cp.get_station(target_name)
+        target = self._ctx.get_station(target_name)
         if target is None:
             return
         partitions = target.get("partitions_list") or [1]
-        stream = st.stream_name(target["name"], random.choice(partitions))
+        stream = rules.stream_name(target["name"], random.choice(partitions))
         try:
-            self._cp.jetstream.publish(f"{stream}.final", data, headers={**headers, "station": station["name"], "type": kind})
+            self._ctx.jetstream.publish(f"{stream}.final", data, headers={**headers, "station": station["name"], "type": kind})
         except MemphisError as exc:
             logger.warning("DLS forward of a %s message from %s to %s failed: %s", kind, station["name"], target_name, exc)
 
     def _read(self, stream: str, seq: int) -> Optional[Any]:
         try:
-            return self._cp.jetstream.get_msg(stream, seq)
+            return self._ctx.jetstream.get_msg(stream, seq)
         except MemphisError as exc:
             logger.warning("DLS: cannot read %s seq %d: %s", stream, seq, exc)
             return None
@@ -190,7 +191,7 @@ class DeadLetters:
     def _station_of_stream(self, stream: str) -> Tuple[Optional[Dict[str, Any]], int]:
         internal, _, part = stream.partition("$")
         partition = int(part) if part.isdigit() else -1
-        station = self._cp.metadata.get(f"station.{internal}")
+        station = self._ctx.metadata.get(f"station.{internal}")
         return station, partition
 
     def _on_max_deliveries(self, event: Dict[str, Any]) -> None:
@@ -221,11 +222,11 @@ class DeadLetters:
             logger.warning("DLS: $memphis_nacked_dls without a partition: %r", event)
             return
         internal = str(event.get("station_name") or "")
-        station = self._cp.metadata.get(f"station.{internal}")
+        station = self._ctx.metadata.get(f"station.{internal}")
         if station is None or not station["dls_configuration"].get("poison", True):
             return
         seq = int(event.get("seq") or 0)
-        stream = f"{internal}${partition}"
+        stream = rules.stream_name(station["name"], partition)
         msg = self._read(stream, seq)
         if msg is None:
             return
@@ -239,7 +240,7 @@ class DeadLetters:
 
     def _on_schemaverse(self, event: Dict[str, Any]) -> None:
         internal = str(event.get("station_name") or "")
-        station = self._cp.metadata.get(f"station.{internal}")
+        station = self._ctx.metadata.get(f"station.{internal}")
         if station is None:
             return
         message = event.get("message") or {}
@@ -258,9 +259,9 @@ class DeadLetters:
     def _on_pm_ack(self, event: Dict[str, Any]) -> None:
         record_id = str(event.get("id") or "")
         cg = str(event.get("cg_name") or "")
-        for station in self._cp.stations():
-            key = f"dls.{st.internal_name(station['name'])}.{record_id}"
-            record = self._cp.metadata.get(key)
+        for station in self._ctx.stations():
+            key = f"dls.{rules.internal_name(station['name'])}.{record_id}"
+            record = self._ctx.metadata.get(key)
             if record is not None:
                 self._drop_cg(key, record, cg)
                 return
@@ -269,24 +270,50 @@ class DeadLetters:
         """Remove ``cg`` from a poison record; a record no group is poisoned by any more goes."""
         record["poisoned_cgs"] = [c for c in record["poisoned_cgs"] if c != cg]
         if record["poisoned_cgs"] or record["message_type"] != "poison":
-            self._cp.metadata.put(key, record)
+            self._ctx.metadata.put(key, record)
         else:
-            self._cp.metadata.delete(key)
+            self._ctx.metadata.delete(key)
 
     def forget_group(self, station: str, cg: str) -> None:
         """A consumer group was removed: take it off the station's poison records (§7.4)."""
-        prefix = f"dls.{st.internal_name(station)}"
-        for key, record in self._cp.metadata.list(prefix).items():
+        prefix = f"dls.{rules.internal_name(station)}"
+        for key, record in self._ctx.metadata.list(prefix).items():
             if cg in record.get("poisoned_cgs", ()):
                 self._drop_cg(key, record, cg)
 
-    def resend(self, station: Mapping[str, Any]) -> int:
+    def update_config(self, station: str, *, poison: Optional[bool] = None, schemaverse: Optional[bool] = None) -> None:
+        """Change a station's DLS configuration, as the UI does; a ``schemaverse`` change is
+        announced on ``$memphis_sdk_clients_updates`` (with the new value, §15.9).
+
+        Raises:
+            MemphisError: There is no such station.
+        """
+        with self._ctx.lock:
+            record = self._ctx.get_station(station)
+            if record is None:
+                raise MemphisError(f"station {station} does not exist")
+            dls = dict(record["dls_configuration"])
+            if poison is not None:
+                dls["poison"] = poison
+            if schemaverse is not None:
+                dls["schemaverse"] = schemaverse
+            self._ctx.put_station({**record, "dls_configuration": dls})
+        if schemaverse is not None:
+            self._ctx.notify_clients(record["name"], "schemaverse_to_dls", schemaverse)
+
+    def resend(self, name: str) -> int:
         """Re-send a station's poison messages to their consumer groups (the UI "resend", §9.5).
 
         Returns:
             How many messages were published (one per record and poisoned group).
+
+        Raises:
+            MemphisError: There is no such station.
         """
-        internal = st.internal_name(station["name"])
+        station = self._ctx.get_station(name)
+        if station is None:
+            raise MemphisError(f"station {name} does not exist")
+        internal = rules.internal_name(station["name"])
         sent = 0
         for record in self.records(station["name"]):
             if record["message_type"] != "poison":
@@ -296,8 +323,8 @@ class DeadLetters:
             for cg in record["poisoned_cgs"]:
                 headers = {k: v for k, v in details["headers"].items() if k != "producedBy"}
                 headers.update({"$memphis_pm_id": str(record["id"]), "$memphis_pm_cg_name": cg, _PRODUCED_BY: _RESENT_PRODUCER})
-                for subject in (f"$memphis_dls_{internal}.{st.internal_name(cg)}", f"$memphis_dls_{internal}_{st.internal_name(cg)}"):
-                    self._cp.connection.publish(subject, data, headers=headers)
+                for subject in (f"$memphis_dls_{internal}.{rules.internal_name(cg)}", f"$memphis_dls_{internal}_{rules.internal_name(cg)}"):
+                    self._ctx.connection.publish(subject, data, headers=headers)
                 sent += 1
         return sent
 
@@ -309,7 +336,7 @@ def _poison_id(partition: int, seq: int) -> int:
 
 
 def _records(meta: MetadataStore, station: str) -> List[Dict[str, Any]]:
-    records = meta.list(f"dls.{st.internal_name(station)}").values()
+    records = meta.list(f"dls.{rules.internal_name(station)}").values()
     return sorted(records, key=lambda r: r["created_at"])
 
 

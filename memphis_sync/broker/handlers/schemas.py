@@ -23,12 +23,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
-from memphis_sync.broker import stations as st
-
-if TYPE_CHECKING:  # pragma: no cover
-    from memphis_sync.broker.control_plane import ControlPlane
+from memphis_sync.broker import rules
+from memphis_sync.broker.context import BrokerContext
 
 __all__ = ["Schemaverse", "SCHEMA_SERVICES", "schema_update_init", "validate_schema_content"]
 
@@ -127,7 +125,7 @@ def validate_schema_content(content: str, schema_type: str) -> Tuple[str, str]:
 def schema_update_init(schema: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """The ``SchemaUpdateInit`` of a schema record's active version (all zero for None)."""
     if schema is None:
-        return st.empty_schema_update()
+        return rules.empty_schema_update()
     active = next((v for v in schema["versions"] if v["active"]), schema["versions"][0])
     return {
         "schema_name": schema["name"],
@@ -142,14 +140,14 @@ def schema_update_init(schema: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
 
 
 class Schemaverse:
-    """The schema handlers of a :class:`~memphis_sync.broker.control_plane.ControlPlane`."""
+    """The schema handlers, on a :class:`~memphis_sync.broker.context.BrokerContext`."""
 
-    def __init__(self, control_plane: "ControlPlane") -> None:
-        self._cp = control_plane
+    def __init__(self, ctx: BrokerContext) -> None:
+        self._ctx = ctx
 
     def get(self, name: str) -> Optional[Dict[str, Any]]:
         """The schema record named ``name``, or None."""
-        return self._cp.metadata.get(f"schema.{st.internal_name(name)}")
+        return self._ctx.metadata.get(f"schema.{rules.internal_name(name)}")
 
     def station_schema(self, station: Mapping[str, Any]) -> Dict[str, Any]:
         """The ``schema_update`` object for a station's producers and consumers (§5.2)."""
@@ -157,7 +155,7 @@ class Schemaverse:
 
     def create_schema(self, request: Dict[str, Any]) -> Dict[str, Any]:
         name = str(request.get("name") or "").lower()
-        error = st.validate_name(name, "Schema")
+        error = rules.validate_name(name, "Schema")
         if error:
             return {"error": error}
         schema_type = str(request.get("type") or "").lower()
@@ -189,35 +187,35 @@ class Schemaverse:
             record["versions"] = existing["versions"] + [
                 {**version, "version_number": len(existing["versions"]) + 1, "active": False}
             ]
-        self._cp.metadata.put(f"schema.{st.internal_name(name)}", record)
+        self._ctx.metadata.put(f"schema.{rules.internal_name(name)}", record)
         return {"error": ""}
 
     def attach_schema(self, request: Dict[str, Any]) -> str:
-        station_name, error = st.station_name_from_str(request.get("station_name"))
+        station_name, error = rules.station_name_from_str(request.get("station_name"))
         if error:
             return error
-        station = self._cp.get_station(station_name)
+        station = self._ctx.get_station(station_name)
         if station is None:
             return f"memphis: Station {request.get('station_name')} does not exist"
         name = str(request.get("name") or "").lower()
         schema = self.get(name) if name else None
         if schema is None:
             return f"Schema {request.get('name')} does not exist"
-        self._cp._put_station({**station, "schema_name": schema["name"]})
+        self._ctx.put_station({**station, "schema_name": schema["name"]})
         self._publish(station["name"], 1, schema_update_init(schema))
         return ""
 
     def detach_schema(self, request: Dict[str, Any]) -> str:
-        station_name, error = st.station_name_from_str(request.get("station_name"))
+        station_name, error = rules.station_name_from_str(request.get("station_name"))
         if error:
             return error
-        station = self._cp.get_station(station_name)
+        station = self._ctx.get_station(station_name)
         if station is None:
             return f"station {request.get('station_name')} does not exist"
-        self._cp._put_station({**station, "schema_name": ""})
-        self._publish(station["name"], 2, st.empty_schema_update())
+        self._ctx.put_station({**station, "schema_name": ""})
+        self._publish(station["name"], 2, rules.empty_schema_update())
         return ""
 
     def _publish(self, station: str, update_type: int, init: Dict[str, Any]) -> None:
-        subject = f"$memphis_schema_updates_{st.internal_name(station)}"
-        self._cp.connection.publish(subject, json.dumps({"UpdateType": update_type, "init": init}).encode())
+        subject = f"$memphis_schema_updates_{rules.internal_name(station)}"
+        self._ctx.connection.publish(subject, json.dumps({"UpdateType": update_type, "init": init}).encode())

@@ -1,9 +1,10 @@
-"""Pure Memphis control-plane rules: names, station settings, stream and durable configurations.
+"""The broker's Memphis rules, pure: names, station settings, stream and durable configurations.
 
-Nothing here does I/O; :mod:`memphis_sync.broker.control_plane` calls these functions and talks
-to JetStream. Every error text is byte-exact from the contract (``memphis-wire.md`` §2, §4, §7);
-a function that can fail returns the error text (``str``) instead of raising, because the control
-plane replies with that text as is.
+This is the broker's one copy of the Memphis name and validation rules. Nothing here does I/O;
+the handlers (:mod:`memphis_sync.broker.handlers`) call these functions and talk to JetStream.
+Every error text is byte-exact from the contract (``memphis-wire.md`` §2, §4, §7); a function that
+can fail returns the error text (``str``) instead of raising, because the control plane replies
+with that text as is.
 
 Choices where the Memphis 1.x broker has a defect (``memphis-wire.md`` §15) follow the intended
 behaviour and are marked ``§15.<n>`` where they are made.
