@@ -7,7 +7,9 @@
 ``$memphis_*`` requests.
 """
 
-from memphis_sync.broker.server import NatsCluster, NatsServer, TlsFiles, find_nats_server
+from memphis_sync.broker.config import TlsFiles, find_nats_server
+from memphis_sync.broker.server import NatsServer
+from memphis_sync.broker.cluster import NatsCluster
 from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.local import LocalBroker, default_store_dir
 

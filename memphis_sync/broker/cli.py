@@ -15,7 +15,7 @@ from typing import Any, Dict, TextIO
 
 from memphis_sync import _defaults
 from memphis_sync.broker.local import LocalBroker, default_store_dir
-from memphis_sync.broker.server import TlsFiles
+from memphis_sync.broker.config import TlsFiles
 from memphis_sync.errors import BrokerError, MemphisError
 
 __all__ = ["add_arguments", "run"]

@@ -1,7 +1,7 @@
 """A local Memphis broker: a real ``nats-server`` with JetStream plus the Memphis control plane.
 
 :class:`LocalBroker` starts a :class:`~memphis_sync.broker.server.NatsServer` (or a 3-node
-:class:`~memphis_sync.broker.server.NatsCluster`) configured like a Memphis broker (client port
+:class:`~memphis_sync.broker.cluster.NatsCluster`) configured like a Memphis broker (client port
 6666, ``max_payload`` 8 MiB, Memphis authentication) with a persistent store directory, then a
 :class:`~memphis_sync.broker.control_plane.ControlPlane` on it. :meth:`LocalBroker.stop` and
 :meth:`LocalBroker.start` keep every station, message, consumer position and record.
@@ -28,7 +28,9 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from memphis_sync import _defaults
 from memphis_sync.broker.control_plane import ControlPlane
-from memphis_sync.broker.server import DEFAULT_TIMEOUT, NatsCluster, NatsServer, PathLike, TlsFiles, find_nats_server
+from memphis_sync.broker.cluster import NatsCluster
+from memphis_sync.broker.config import PathLike, TlsFiles, find_nats_server
+from memphis_sync.broker.server import DEFAULT_TIMEOUT, NatsServer
 from memphis_sync.nats.connection import TlsOptions
 from memphis_sync.errors import BrokerError
 

@@ -36,7 +36,6 @@ OVERSIZED = {
     "nats/protocol/wire.py": 980,
     "memphis/client.py": 990,
     "jetstream/context.py": 670,
-    "broker/server.py": 780,
 }
 MAX_LINES = 500
 
