@@ -102,7 +102,7 @@ def test_full_window_waits_max_block_then_raises_with_nothing_sent(conn, paused)
     with pytest.raises(MaxBlockTimeout, match="publish window full.*nothing of this message was sent"):
         js.publish_async("blocked.a", b"late", timeout=30)
     took = time.monotonic() - start
-    assert 0.45 <= took < 2.0, took
+    assert 0.45 <= took < 4.0, took  # max_block 0.5 s, plus scheduling on a loaded machine
     resume()
     assert [f.result(timeout=10).seq for f in futures] == [1, 2, 3, 4]
     assert js.stream_info("BLOCKED").state.messages == 4  # the refused one never went out
@@ -129,7 +129,7 @@ def test_several_waiters_of_a_full_window_each_keep_their_own_deadline(conn, pau
         t.start()
     for t in threads:
         t.join(10)
-    assert len(outcomes) == 6 and all(0.5 <= took < 2.5 for took in outcomes), outcomes
+    assert len(outcomes) == 6 and all(0.5 <= took < 4.0 for took in outcomes), outcomes
     resume()
     js.publish_async_complete(timeout=10)
     # after the pause the window works again for every thread
