@@ -21,7 +21,8 @@ finds more than ``WRITE_HIGH_WATER`` bytes queued writes them itself (back-press
 Every PING we queue gets an entry in ``_pongs`` at its exact position in the outbound stream
 (``_taken`` counts the frames writers ever took), so each PONG the reader sees goes to the
 right ``flush()`` waiter, and after a disconnect exactly the PINGs that died with the socket
-are failed.
+are failed. Publishes become frames here too (``_encode`` validates and raises before anything
+is queued); ``publish``'s fast path does the same inline for a subject seen before.
 
 :class:`_Outbox` (a mixin of :class:`~memphis_sync.nats.connection.Connection`) owns ``_out``,
 ``_out_bytes``, ``_out_lock``, ``_send_lock``, ``_taken``, ``_flush_kicked``, ``_kick``,
@@ -81,6 +82,8 @@ class _Outbox:
     _kick: threading.Event
     _pongs: "Deque[Tuple[int, Optional[_Waiter]]]"
     _pings_out: int
+    _liveness_reads: int
+    _liveness_at: float
     _flusher: Optional[threading.Thread]
 
     def _init_outbox_state(self) -> None:
@@ -309,7 +312,7 @@ class _Outbox:
             if stream is not None:
                 stream.close()
 
-    # -- frames and the link, for the connection's own calls --------------------------------
+    # -- making frames; the link's state for timeout messages -------------------------------
 
     def _encode(self, subject: str, payload: bytes, reply: Optional[str], headers: HeadersLike) -> bytes:
         """Validate and encode one PUB/HPUB frame (raises before anything is queued)."""
