@@ -5,6 +5,9 @@ appends to a queue (or, for the connection's own internal handlers, calls a func
 blocks). User code runs on the thread that calls :meth:`Subscription.next_msg` or iterates, or on
 the subscription's worker thread (``memphis-sync-sub-<conn>-<sid>``) for callback subscriptions,
 never on the reader thread.
+
+A subscription knows its connection only as a :class:`SubscriptionOwner`: the few things it
+asks of it (report an error, forget a sid, unsubscribe, write soon, is anything queued).
 """
 
 from __future__ import annotations
@@ -13,22 +16,44 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import Callable, Iterator, List, Optional, Protocol
 
 from .. import _defaults
 from .._timeouts import check_timeout, deadline_after, describe, left
 from ..errors import MessageTimeout, SlowConsumerError, SubscriptionClosedError
 from .protocol.wire import Msg
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .connection import Connection
-
-__all__ = ["Subscription", "MessageHandler"]
+__all__ = ["Subscription", "MessageHandler", "SubscriptionOwner"]
 
 logger = logging.getLogger("memphis_sync.subscription")  # the name users configure (kept from the flat layout)
 
 #: A callback that receives one message.
 MessageHandler = Callable[[Msg], None]
+
+
+class SubscriptionOwner(Protocol):
+    """What a :class:`Subscription` needs from its connection (the
+    :class:`~memphis_sync.nats.connection.Connection` is the one implementation)."""
+
+    #: Outbound frames not yet taken by a writer; a callback worker checks it is non-empty
+    #: (one attribute read per message) before writing what its callbacks published.
+    _out: List[bytes]
+
+    @property
+    def number(self) -> int:
+        """The connection's number, for the worker thread's name."""
+
+    def _report_error(self, error: BaseException) -> None:
+        """Report an asynchronous error (a slow consumer, a callback that raised)."""
+
+    def _remove_subscription(self, sid: int) -> None:
+        """Forget ``sid`` (the subscription reached its ``max_msgs``)."""
+
+    def _unsubscribe(self, sub: "Subscription", max_msgs: int = 0) -> None:
+        """Send UNSUB for ``sub`` (now, or after ``max_msgs`` messages in total)."""
+
+    def _write_pending(self, deadline: Optional[float] = None) -> bool:
+        """Write what is queued until ``deadline``; False when something is left for later."""
 
 
 class _Stop:
@@ -51,7 +76,7 @@ class Subscription:
 
     def __init__(
         self,
-        conn: "Connection",
+        conn: SubscriptionOwner,
         sid: int,
         subject: str,
         queue_group: Optional[str],
@@ -82,7 +107,7 @@ class Subscription:
         self._worker: Optional[threading.Thread] = None
         if callback is not None:
             self._worker = threading.Thread(
-                target=self._run_callbacks, name=f"memphis-sync-sub-{conn._id}-{sid}", daemon=True
+                target=self._run_callbacks, name=f"memphis-sync-sub-{conn.number}-{sid}", daemon=True
             )
             self._worker.start()
 

@@ -1,0 +1,95 @@
+"""The subscription table: sid -> :class:`~memphis_sync.nats.subscription.Subscription`, and
+the SUB/UNSUB frames that change it.
+
+The reader thread looks a message's sid up in ``_subs`` (one dict lookup, no lock: the table
+changes only under ``_state_lock``, and a lookup of a dict is atomic). A SUB is queued in order
+with the publishes around it; after a reconnect every SUB in the table is sent again (see
+``reader``), so a subscription made while disconnected is only put in the table.
+
+:class:`_Interest` (a mixin of :class:`~memphis_sync.nats.connection.Connection`) owns ``_subs``
+and ``_sids``; it queues frames through the outbox (``_append``, ``_kick_flusher``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Dict, Iterator, List, Optional
+
+from ..errors import ConnectionClosedError, LocalProtocolError
+from .protocol.wire import encode_sub, encode_unsub
+from .status import CLOSED, CONNECTED, DRAINING, ConnectionStatus
+from .subscription import MessageHandler, Subscription
+
+__all__: List[str] = []
+
+
+class _Interest:
+    """Add subscriptions to the table and the wire; take them off again."""
+
+    _subs: Dict[int, Subscription]
+    _sids: Iterator[int]
+    _status: ConnectionStatus
+    _state_lock: "threading.RLock"
+
+    def _init_interest_state(self) -> None:
+        self._subs = {}
+        self._sids = itertools.count(1)
+
+    def _subscribe(
+        self,
+        subject: str,
+        queue: Optional[str],
+        callback: Optional[MessageHandler],
+        internal: Optional[MessageHandler],
+        max_msgs: int,
+        pending_msgs_limit: int,
+        pending_bytes_limit: int,
+    ) -> Subscription:
+        if not isinstance(max_msgs, int) or max_msgs < 0:
+            raise LocalProtocolError(f"max_msgs must be an int >= 0, got {max_msgs!r}")
+        if pending_msgs_limit < 1 or pending_bytes_limit < 1:
+            raise LocalProtocolError("pending limits must be >= 1")
+        sid = next(self._sids)
+        frame = encode_sub(subject, sid, queue)  # validates before anything changes
+        unsub = encode_unsub(sid, max_msgs) if max_msgs else b""
+        self._check_usable()
+        with self._state_lock:
+            if self._status is CLOSED:
+                raise ConnectionClosedError("connection is closed")
+            if self._status is DRAINING:
+                raise ConnectionClosedError("connection is draining")
+            sub = Subscription(
+                self, sid, subject, queue, callback, internal=internal,
+                pending_msgs_limit=pending_msgs_limit, pending_bytes_limit=pending_bytes_limit,
+            )
+            sub.max_msgs = max_msgs
+            self._subs[sid] = sub
+            if self._status is CONNECTED:
+                # queued in order with publishes; on reconnect every SUB is re-sent anyway
+                self._append(frame + unsub)
+        self._kick_flusher()
+        return sub
+
+    def _unsubscribe(self, sub: Subscription, max_msgs: int = 0) -> None:
+        if not isinstance(max_msgs, int) or max_msgs < 0:
+            raise LocalProtocolError(f"max_msgs must be an int >= 0, got {max_msgs!r}")
+        self._check_fork()
+        with self._state_lock:
+            if self._status is CLOSED:
+                sub._finish(ConnectionClosedError("connection is closed"))
+                return
+            if max_msgs and sub.delivered < max_msgs:
+                sub.max_msgs = max_msgs
+                frame = encode_unsub(sub.sid, max_msgs)
+            else:
+                self._subs.pop(sub.sid, None)
+                frame = encode_unsub(sub.sid)
+                sub._finish(None)
+            if self._status is CONNECTED or self._status is DRAINING:
+                self._append(frame)
+        self._kick_flusher()
+
+    def _remove_subscription(self, sid: int) -> None:
+        with self._state_lock:
+            self._subs.pop(sid, None)

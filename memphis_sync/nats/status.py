@@ -1,0 +1,80 @@
+"""Where a connection is in its life: :class:`ConnectionStatus` and the table of allowed changes.
+
+:meth:`_Status._set_status` is the one place the status changes (under ``_state_lock``), and it
+refuses any change that :data:`TRANSITIONS` does not list (h11 style); ``docs/protocol.rst``
+draws the table. Readers may read it without the lock (one attribute read).
+
+:class:`_Status` (a mixin of :class:`~memphis_sync.nats.connection.Connection`) owns ``_status``
+and ``_fast``, the publish fast-path flag that is True exactly while CONNECTED in the process
+that made the connection (the fork hook and ``_shutdown`` switch it off directly).
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from typing import TYPE_CHECKING, Dict, Set
+
+from ..errors import ConnectionClosedError, ForkedConnectionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import threading
+
+__all__ = ["ConnectionStatus", "TRANSITIONS"]
+
+logger = logging.getLogger("memphis_sync.connection")  # the name users configure (kept from the flat layout)
+
+
+class ConnectionStatus(Enum):
+    """Where a :class:`Connection` is in its life."""
+
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    RECONNECTING = "RECONNECTING"
+    DRAINING = "DRAINING"
+    CLOSED = "CLOSED"
+
+
+CONNECTING = ConnectionStatus.CONNECTING
+CONNECTED = ConnectionStatus.CONNECTED
+RECONNECTING = ConnectionStatus.RECONNECTING
+DRAINING = ConnectionStatus.DRAINING
+CLOSED = ConnectionStatus.CLOSED
+
+#: Allowed status transitions; ``_set_status`` refuses anything else.
+TRANSITIONS: Dict[ConnectionStatus, Set[ConnectionStatus]] = {
+    CONNECTING: {CONNECTED, CLOSED},
+    CONNECTED: {RECONNECTING, DRAINING, CLOSED},
+    RECONNECTING: {CONNECTED, DRAINING, CLOSED},
+    DRAINING: {CLOSED, RECONNECTING, CONNECTED},
+    CLOSED: set(),
+}
+
+
+class _Status:
+    """Change the status (only through the table) and refuse calls a closed connection cannot take."""
+
+    _status: ConnectionStatus
+    _fast: bool  # True only while CONNECTED in the creating process: the publish fast path is on
+    _state_lock: "threading.RLock"
+
+    def _set_status(self, new: ConnectionStatus) -> ConnectionStatus:
+        with self._state_lock:
+            old = self._status
+            if new is old:
+                return old
+            if new not in TRANSITIONS[old]:
+                raise ConnectionClosedError(f"connection is {old.value}; cannot become {new.value}")
+            self._status = new
+            self._fast = new is CONNECTED and not self._forked()
+            logger.debug("connection %s: %s -> %s", self._id, old.value, new.value)
+            return old
+
+    def _check_usable(self) -> None:
+        self._check_fork()
+        if self._status is CLOSED:
+            if self._fork_error:
+                raise ForkedConnectionError(self._fork_error)
+            raise ConnectionClosedError("connection is closed")
+        if self._status is CONNECTING and self._stream is None:
+            raise ConnectionClosedError("not connected yet: call connect() first")
