@@ -66,3 +66,13 @@ html_theme_options = {
     "fixed_sidebar": True,
 }
 html_static_path: list = []
+
+
+def _public_bases(app, name, obj, options, bases):  # type: ignore[no-untyped-def]
+    """Show only public base classes: ``Connection`` is built from private mixins (one module
+    per job), which are not part of the API."""
+    bases[:] = [base for base in bases if not getattr(base, "__name__", "").startswith("_")] or [object]
+
+
+def setup(app):  # type: ignore[no-untyped-def]
+    app.connect("autodoc-process-bases", _public_bases)

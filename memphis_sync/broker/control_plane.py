@@ -177,7 +177,7 @@ class ControlPlane:
         finally:
             conn.close()
             for sub in self._subs:
-                sub._join(1.0)
+                sub.join(1.0)
             self._subs.clear()
 
     close = stop

@@ -242,9 +242,13 @@ class Subscription:
             time.sleep(0.005)
         return True
 
-    def _join(self, timeout: Optional[float] = None) -> None:
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Wait at most ``timeout`` seconds for the callback worker to finish (after the
+        subscription ended); returns at once for a subscription without a callback."""
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout)
+
+    _join = join
 
     def __enter__(self) -> "Subscription":
         return self

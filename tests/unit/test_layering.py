@@ -122,7 +122,7 @@ def test_no_private_name_crosses_a_folder(path: pathlib.Path) -> None:
         assert not private, f"{_ids(path)} imports private {private} from {'.'.join(target)}"
 
 
-_CONN_PRIVATE = re.compile(r"\b(?:conn|_conn|connection)\._[a-z]\w*")
+_CONN_PRIVATE = re.compile(r"\b(?:conn|_conn|connection|sub|subscription)\._[a-z]\w*")
 
 
 @pytest.mark.parametrize("path", [p for p in MODULES if _unit(_dotted(p), p) not in {"nats"} | ALIASES], ids=_ids)
