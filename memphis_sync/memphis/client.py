@@ -9,9 +9,12 @@ context; management calls are NATS requests to ``$memphis_*`` subjects with JSON
 Share one ``Memphis`` between threads. Producers are thread-safe too; give each consuming
 thread its own consumer (or share one through ``consume()``).
 
-Per station the client keeps a small state (partition list, schema, functions map, the
-"schema failures to DLS" flag) fed by creation replies and by the broker's update subjects;
-producers and consumers read it on every call, so updates apply live.
+``Memphis`` is a facade: at connect it builds one control-plane
+:class:`~memphis_sync.memphis.requester.Requester` (connection, user, connection id, retries),
+one :class:`~memphis_sync.memphis.state.StationCache` (per-station partitions, schema,
+functions, fed live by the broker's update subjects) and one
+:class:`~memphis_sync.memphis.registry.Registry` of producers and consumers, and hands them to
+the stations, producers, consumers and messages it creates.
 """
 
 from __future__ import annotations
@@ -20,12 +23,9 @@ import json
 import logging
 import secrets
 import threading
-import time
 import uuid
 import warnings
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
-
-import attrs
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 from .. import _defaults
 from ..nats.reconnect import ReconnectPolicy
@@ -37,18 +37,27 @@ from ..errors import (
     MemphisConnectError,
     MemphisError,
     MemphisRequestError,
-    MemphisSchemaError,
     MemphisTimeoutError,
     MemphisValueError,
     NetworkError,
-    NoRespondersError,
-    RequestTimeout,
 )
 from ..jetstream.context import JetStream
-from .message import HeadersArg, Message, to_wire_headers
-from .producer import Producer
-from ..nats.protocol.wire import Msg
-from .station import Retention, Station, Storage, check_int, enum_value, internal_name, validate_name
+from .message import HeadersArg, Message
+from .producer import Producer, open_producer
+from .registry import Registry, registry_key
+from .requester import APP_ID, Requester
+from .state import StationCache
+from .station import Retention, Station, Storage
+from .validate import (
+    check_batch_size,
+    check_bool,
+    check_int,
+    check_number,
+    enum_value,
+    internal_name,
+    validate_name,
+    validate_optional_name,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Future
@@ -60,25 +69,7 @@ __all__ = ["Memphis", "connect", "APP_ID"]
 
 logger = logging.getLogger("memphis_sync.client")  # the name users configure (kept from the flat layout)
 
-#: One id per process, sent as ``app_id`` in creation requests (memphis-py does the same).
-APP_ID = str(uuid.uuid4())
-
 _ONE_METHOD = "You have to connect with one of the following methods: connection token / password"
-_SDK_CLIENTS_UPDATES = "$memphis_sdk_clients_updates"
-
-
-@attrs.define(eq=False)
-class _StationState:
-    """What this connection knows about one station (shared by its producers and consumers)."""
-
-    internal_name: str
-    partitions: Optional[List[int]] = None
-    schema: Any = None
-    schemaverse_to_dls: bool = False
-    functions: Dict[int, int] = attrs.field(factory=dict)
-    station_version: int = 0
-    refs: int = 0
-    subs: List[Any] = attrs.field(factory=list)
 
 
 def _normalize_host(host: str) -> str:
@@ -107,12 +98,10 @@ class Memphis:
         self.connection_id = ""
         self._conn: Optional[Connection] = None
         self._js: JetStream = None  # type: ignore[assignment]
-        self._lock = threading.RLock()
-        self._stations: Dict[str, _StationState] = {}
-        self._producers: Dict[str, Producer] = {}
-        self._consumers: Dict[str, "Consumer"] = {}
-        self._creating: Dict[str, threading.Lock] = {}
-        self._send_notification = False
+        self._requester: Optional[Requester] = None
+        self._stations: Optional[StationCache] = None
+        self._registry = Registry()
+        self._lock = threading.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -192,13 +181,10 @@ class Memphis:
         check_int(max_reconnect, "max_reconnect", -1)
         check_int(max_pending_acks, "max_pending_acks", 1)
         check_int(max_pings_outstanding, "max_pings_outstanding", 1)
-        if max_block_ms is not None and (isinstance(max_block_ms, bool) or not isinstance(max_block_ms, (int, float)) or not max_block_ms >= 0):
-            raise MemphisValueError(f"max_block_ms must be a number of milliseconds >= 0 or None, got {max_block_ms!r}")
-        if isinstance(ping_interval_ms, bool) or not isinstance(ping_interval_ms, (int, float)) or not 0 < ping_interval_ms < float("inf"):
-            raise MemphisValueError(f"ping_interval_ms must be a number of milliseconds > 0, got {ping_interval_ms!r}")
-        for what, value in (("reconnect_interval_ms", reconnect_interval_ms), ("timeout_ms", timeout_ms)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (what == "timeout_ms" and value == 0):
-                raise MemphisValueError(f"{what} must be a number of milliseconds {'> 0' if what == 'timeout_ms' else '>= 0'}, got {value!r}")
+        check_number(max_block_ms, "max_block_ms", "milliseconds", or_none=True)
+        check_number(ping_interval_ms, "ping_interval_ms", "milliseconds", above_zero=True, finite=True)
+        check_number(reconnect_interval_ms, "reconnect_interval_ms", "milliseconds")
+        check_number(timeout_ms, "timeout_ms", "milliseconds", above_zero=True)
         tls = None
         if cert_file or key_file or ca_file:
             if not cert_file:
@@ -240,7 +226,9 @@ class Memphis:
                 conn = self._open(server, user=username, password=password, **options)
         self._conn = conn
         self._js = JetStream(conn, max_pending=max_pending_acks)
-        conn.subscribe_internal(_SDK_CLIENTS_UPDATES, self._on_clients_update)
+        self._requester = Requester(conn, username, self.connection_id)
+        self._stations = StationCache(self._requester, self._registry)
+        self._stations.subscribe_clients_updates()
         return self
 
     def _open(self, server: str, **options: Any) -> Connection:
@@ -268,8 +256,8 @@ class Memphis:
         """
         deadline = deadline_after(timeout, error=MemphisValueError)
         with self._lock:
-            consumers = list(self._consumers.values())
             self._closed = True
+        consumers = self._registry.consumers()
         for consumer in consumers:
             consumer.stop_consuming(timeout=min(left(deadline) or 10.0, 10.0))
         if self._conn is not None:
@@ -281,9 +269,8 @@ class Memphis:
                 except MemphisError:
                     logger.warning("closing with %d nonblocking produce(s) unacknowledged", self._js.publish_async_pending)
             self._conn.close(timeout=None if deadline is None else max(0.5, left(deadline) or 0.0))
-        with self._lock:
-            self._producers.clear()
-            self._consumers.clear()
+        self._registry.clear()
+        if self._stations is not None:
             self._stations.clear()
 
     def __enter__(self) -> "Memphis":
@@ -295,66 +282,15 @@ class Memphis:
     @property
     def connection(self) -> Connection:
         """The underlying NATS :class:`~memphis_sync.nats.connection.Connection`."""
-        return self._checked_conn()
+        return self._plane()[0].checked_conn()
 
-    def _checked_conn(self) -> Connection:
-        conn = self._conn
-        if conn is None:
+    def _plane(self) -> "tuple[Requester, StationCache]":
+        """The requester and the station cache of a connection that is not closed."""
+        requester, stations = self._requester, self._stations
+        if requester is None or stations is None:
             raise ConnectionClosedError("Connection is dead" if self._closed else "not connected: call connect() first")
-        if conn.is_closed():
-            raise ConnectionClosedError("Connection is dead")
-        return conn
-
-    # -- control-plane requests ----------------------------------------------------------
-
-    def _request(self, subject: str, body: Mapping[str, Any], timeout: float, timeout_retries: int) -> str:
-        """Send a control-plane request; re-send it up to ``timeout_retries`` times on timeout.
-
-        Returns the reply as text. Raises MemphisRequestError when nothing serves ``subject``.
-        """
-        check_int(timeout_retries, "timeout_retries", 0)
-        conn = self._checked_conn()
-        payload = json.dumps(body).encode("utf-8")
-        last: Optional[BaseException] = None
-        for _ in range(timeout_retries + 1):
-            try:
-                msg = conn.request(subject, payload, timeout=timeout)
-            except RequestTimeout as exc:
-                last = exc
-                logger.warning("request on %s timed out after %s s; retrying", subject, timeout)
-                continue
-            except NoRespondersError as exc:
-                raise MemphisRequestError(
-                    f"no responders on {subject!r}: is this a Memphis broker (not a plain NATS server)?"
-                ) from exc
-            return msg.payload.decode("utf-8", "replace")
-        raise RequestTimeout(
-            f"no reply on {subject!r} after {timeout_retries + 1} tries of {timeout} s (timeout)"
-        ) from last
-
-    @staticmethod
-    def _raise_for_text(reply: str, *, ignore: str, what: str) -> None:
-        if reply and ignore not in reply:
-            raise MemphisRequestError(f"{what}: {reply}")
-
-    @staticmethod
-    def _parse_creation_reply(reply: str, what: str) -> Dict[str, Any]:
-        """A creation reply: JSON (1.x brokers), ``""`` (old brokers: success) or an error text."""
-        if reply == "":
-            return {}
-        try:
-            data = json.loads(reply)
-        except ValueError:
-            raise MemphisRequestError(f"{what}: {reply}") from None
-        if not isinstance(data, dict):
-            raise MemphisRequestError(f"{what}: unexpected reply {reply[:200]!r}")
-        error = data.get("error")
-        if error:
-            raise MemphisRequestError(f"{what}: {error}")
-        return data
-
-    def _publish_json(self, subject: str, body: Mapping[str, Any]) -> None:
-        self._checked_conn().publish(subject, json.dumps(body).encode("utf-8"))
+        requester.checked_conn()
+        return requester, stations
 
     # -- stations ------------------------------------------------------------------------
 
@@ -402,22 +338,12 @@ class Memphis:
         check_int(replicas, "replicas", 1, _defaults.MEMPHIS_MAX_REPLICAS)
         check_int(idempotency_window_ms, "idempotency_window_ms", 0, _defaults.MEMPHIS_MAX_IDEMPOTENCY_WINDOW_MS)
         check_int(partitions_number, "partitions_number", 0)
-        if not isinstance(schema_name, str):
-            raise MemphisValueError(f"schema_name must be a str, got {schema_name!r}")
-        if schema_name:
-            validate_name(schema_name, "Schema")
-        if not isinstance(dls_station, str):
-            raise MemphisValueError(f"dls_station must be a str, got {dls_station!r}")
-        if dls_station:
-            validate_name(dls_station, "Station")
-        for what, flag in (
-            ("send_poison_msg_to_dls", send_poison_msg_to_dls),
-            ("send_schema_failed_msg_to_dls", send_schema_failed_msg_to_dls),
-            ("tiered_storage_enabled", tiered_storage_enabled),
-        ):
-            if not isinstance(flag, bool):
-                raise MemphisValueError(f"{what} must be a bool, got {flag!r}")
-        self._checked_conn()
+        validate_optional_name(schema_name, "schema_name", "Schema")
+        validate_optional_name(dls_station, "dls_station", "Station")
+        check_bool(send_poison_msg_to_dls, "send_poison_msg_to_dls")
+        check_bool(send_schema_failed_msg_to_dls, "send_schema_failed_msg_to_dls")
+        check_bool(tiered_storage_enabled, "tiered_storage_enabled")
+        requester, stations = self._plane()
         body = {
             "name": name,
             "retention_type": retention.value,
@@ -432,173 +358,17 @@ class Memphis:
             "partitions_number": partitions_number or 1,
             "dls_station": dls_station,
         }
-        reply = self._request("$memphis_station_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        self._raise_for_text(reply, ignore="already exist", what=f"creating station {name!r}")
-        return Station(lowered, self)
-
-    def _forget_station(self, internal: str) -> None:
-        """Drop local producers/consumers/state of a station (after destroy or ``remove_station``)."""
-        with self._lock:
-            producers = [k for k in self._producers if k.startswith(internal + "_")]
-            consumers = [(k, c) for k, c in self._consumers.items() if k.startswith(internal + "_")]
-            for key in producers:
-                del self._producers[key]
-            for key, _ in consumers:
-                del self._consumers[key]
-            state = self._stations.pop(internal, None)
-        for _, consumer in consumers:
-            consumer._shutdown_local()
-        if state is not None:
-            self._unsubscribe_station(state)
-
-    # -- station state -------------------------------------------------------------------
-
-    def _station_ref(self, internal: str, reply: Mapping[str, Any]) -> _StationState:
-        """Update the station's state from a creation reply and take a reference on it."""
-        partitions = (reply.get("partitions_update") or {}).get("partitions_list")
-        schema_update = reply.get("schema_update") or {}
-        with self._lock:
-            state = self._stations.get(internal)
-            if state is None:
-                state = self._stations[internal] = _StationState(internal)
-            state.refs += 1
-            state.partitions = [int(p) for p in partitions] if partitions else None
-            if "schemaverse_to_dls" in reply:
-                state.schemaverse_to_dls = bool(reply.get("schemaverse_to_dls"))
-            if "send_notification" in reply:
-                self._send_notification = bool(reply.get("send_notification"))
-            state.station_version = int(reply.get("station_version") or 0)
-            functions = reply.get("station_partitions_first_functions") or {}
-            state.functions = {int(k): int(v) for k, v in functions.items()}
-            need_subs = not state.subs
-        if schema_update:
-            try:
-                self._apply_schema(state, schema_update)
-            except BaseException:
-                self._station_unref(state)
-                raise
-        if need_subs:
-            conn = self._checked_conn()
-            subs = [conn.subscribe_internal(f"$memphis_schema_updates_{internal}", lambda msg: self._on_schema_update(state, msg))]
-            if state.station_version >= 2:
-                subs.append(conn.subscribe_internal(f"$memphis_functions_updates_{internal}", lambda msg: self._on_functions_update(state, msg)))
-            with self._lock:
-                if state.subs:
-                    extra = subs
-                else:
-                    state.subs, extra = subs, []
-            for sub in extra:
-                sub.unsubscribe()
-        return state
-
-    def _station_unref(self, state: _StationState) -> None:
-        with self._lock:
-            state.refs -= 1
-            if state.refs > 0 or self._stations.get(state.internal_name) is not state:
-                return
-            del self._stations[state.internal_name]
-        self._unsubscribe_station(state)
-
-    @staticmethod
-    def _unsubscribe_station(state: _StationState) -> None:
-        subs, state.subs = state.subs, []
-        for sub in subs:
-            try:
-                sub.unsubscribe()
-            except MemphisError:
-                logger.debug("unsubscribe of station updates failed", exc_info=True)
-
-    def _apply_schema(self, state: _StationState, init: Mapping[str, Any]) -> None:
-        if not init or not init.get("schema_name"):
-            state.schema = None
-            return
-        from .schemaverse import Schema  # the optional validators are imported lazily
-
-        try:
-            state.schema = Schema.from_update(init)
-        except MemphisSchemaError:
-            logger.exception("cannot use schema %r of station %s", init.get("schema_name"), state.internal_name)
-            raise
-
-    def _schema_of(self, internal: str) -> Any:
-        state = self._stations.get(internal)
-        return state.schema if state is not None else None
-
-    # handlers below run on the reader thread: parse, store, never block
-
-    def _on_clients_update(self, msg: Msg) -> None:
-        try:
-            update = json.loads(msg.payload)
-            kind = update.get("type")
-            station = update.get("station_name") or ""
-        except (ValueError, AttributeError):
-            logger.warning("ignoring a malformed %s message: %r", _SDK_CLIENTS_UPDATES, msg.payload[:200])
-            return
-        if kind == "send_notification":
-            self._send_notification = bool(update.get("update"))
-        elif kind == "schemaverse_to_dls":
-            state = self._stations.get(station)
-            if state is not None:
-                state.schemaverse_to_dls = bool(update.get("update"))
-        elif kind == "remove_station":
-            threading.Thread(target=self._forget_station, args=(station,), name="memphis-sync-remove-station", daemon=True).start()
-
-    def _on_schema_update(self, state: _StationState, msg: Msg) -> None:
-        try:
-            update = json.loads(msg.payload)
-            self._apply_schema(state, update.get("init") or {})
-        except Exception:
-            logger.exception("bad schema update for station %s", state.internal_name)
-
-    def _on_functions_update(self, state: _StationState, msg: Msg) -> None:
-        try:
-            update = json.loads(msg.payload)
-            state.functions = {int(k): int(v) for k, v in (update.get("functions") or {}).items()}
-        except Exception:
-            logger.exception("bad functions update for station %s", state.internal_name)
-
-    def _schema_failure(self, producer: Producer, message: Any, headers: HeadersArg, error: MemphisSchemaError) -> None:
-        """Report a schema-validation failure to the schemaverse DLS and notifications (§6.6)."""
-        state = producer._state
-        if state is None or state.schema is None:
-            return
-        try:
-            text = _message_text(message)
-            if state.schemaverse_to_dls:
-                wire = to_wire_headers(headers, producer._memphis_headers(None))
-                self._publish_json(
-                    "$memphis_schemaverse_dls",
-                    {
-                        "station_name": producer.internal_station_name,
-                        "producer": {"name": producer.producer_name, "connection_id": self.connection_id},
-                        "creation_unix": int(time.time()),
-                        "message": {"data": text.encode("utf-8").hex(), "headers": {k: wire[k] for k in wire}},
-                        "validation_error": str(error),
-                    },
-                )
-                if self._send_notification:
-                    self.send_notification(
-                        "Schema validation has failed",
-                        f"Station: {producer.station_name}\nProducer: {producer.producer_name}\nError:{error}",
-                        text,
-                        "schema_validation_fail_alert",
-                    )
-        except MemphisError:
-            logger.warning("could not report a schema failure to the DLS", exc_info=True)
+        reply = requester.request("$memphis_station_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
+        requester.raise_for_text(reply, ignore="already exist", what=f"creating station {name!r}")
+        return Station(lowered, requester, stations)
 
     def unset_cached_producer_station(self, station_name: str) -> None:
         """Forget this connection's cached producers of a station (they are not destroyed)."""
-        internal = internal_name(station_name)
-        with self._lock:
-            for key in [k for k, p in self._producers.items() if p.internal_station_name == internal]:
-                del self._producers[key]
+        self._registry.unset_producers_of(internal_name(station_name))
 
     def unset_cached_consumer_station(self, station_name: str) -> None:
         """Forget this connection's cached consumers of a station (they are not destroyed)."""
-        internal = internal_name(station_name)
-        with self._lock:
-            for key in [k for k, c in self._consumers.items() if c.internal_station_name == internal]:
-                del self._consumers[key]
+        self._registry.unset_consumers_of(internal_name(station_name))
 
     def schema_name_validation(self, schema_name: str) -> None:
         """Check a schema name with the SDK's client-side rules.
@@ -612,7 +382,7 @@ class Memphis:
 
     def send_notification(self, title: str, msg: str, failed_msg: str, not_type: str) -> None:
         """Publish an alert to ``$memphis_notifications`` (§11.3)."""
-        self._publish_json("$memphis_notifications", {"title": title, "msg": msg, "type": not_type, "code": failed_msg})
+        self._plane()[0].notify(title, msg, failed_msg, not_type)
 
     # -- producers -----------------------------------------------------------------------
 
@@ -641,70 +411,19 @@ class Memphis:
                 raise MemphisValueError("station_name list can not be empty")
             for station in station_name:
                 validate_name(station, "Station")
-            self._checked_conn()
-            return Producer(producer_name.lower(), list(station_name), real_name, self)
+            requester, stations = self._plane()
+            return Producer(
+                producer_name.lower(), list(station_name), real_name, requester,
+                stations=stations, registry=self._registry, js=self._js,
+            )
         validate_name(station_name, "Station")
         if generate_random_suffix:
-            warnings.warn("Deprecation warning: generate_random_suffix will be stopped to be supported after November 1'st, 2023.", DeprecationWarning, stacklevel=2)
-            producer_name = f"{producer_name}_{secrets.token_hex(4)}"
-        key = internal_name(station_name) + "_" + real_name
-        with self._lock:
-            cached = self._producers.get(key)
+            producer_name = _with_random_suffix(producer_name)
+        cached = self._registry.producer(registry_key(station_name, real_name))
         if cached is not None:
             return cached
-        return self._create_producer(station_name, producer_name, real_name, key, timeout_retries)
-
-    def _creation_lock(self, key: str) -> threading.Lock:
-        with self._lock:
-            lock = self._creating.get(key)
-            if lock is None:
-                lock = self._creating[key] = threading.Lock()
-            return lock
-
-    def _create_producer(self, station_name: str, producer_name: str, real_name: str, key: str, timeout_retries: int) -> Producer:
-        # one creation per (station, name) at a time: threads asking together get one producer
-        with self._creation_lock(key):
-            with self._lock:
-                cached = self._producers.get(key)
-            if cached is not None:
-                return cached
-            return self._register_producer(station_name, producer_name, real_name, key, timeout_retries)
-
-    def _register_producer(self, station_name: str, producer_name: str, real_name: str, key: str, timeout_retries: int) -> Producer:
-        self._checked_conn()
-        body = {
-            "name": producer_name,
-            "station_name": station_name,
-            "connection_id": self.connection_id,
-            "producer_type": "application",
-            "req_version": _defaults.MEMPHIS_REQ_VERSION,
-            "username": self.username,
-            "app_id": APP_ID,
-            "sdk_lang": _defaults.MEMPHIS_SDK_LANG,
-        }
-        reply = self._request("$memphis_producer_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        data = self._parse_creation_reply(reply, f"creating producer {producer_name!r} of station {station_name!r}")
-        state = self._station_ref(internal_name(station_name), data)
-        producer = Producer(producer_name.lower(), station_name, real_name, self, state)
-        with self._lock:
-            existing = self._producers.setdefault(key, producer)
-        return existing
-
-    def _cached_producer(self, station_name: str, real_name: str) -> Producer:
-        key = internal_name(station_name) + "_" + real_name
-        with self._lock:
-            cached = self._producers.get(key)
-        if cached is not None:
-            return cached
-        return self._create_producer(station_name, real_name, real_name, key, _defaults.MEMPHIS_TIMEOUT_RETRIES)
-
-    def _forget_producer(self, producer: Producer) -> None:
-        key = producer.internal_station_name + "_" + producer.real_name
-        with self._lock:
-            if self._producers.get(key) is producer:
-                del self._producers[key]
-        if producer._state is not None:
-            self._station_unref(producer._state)
+        requester, stations = self._plane()
+        return open_producer(requester, stations, self._registry, self._js, station_name, producer_name, real_name, timeout_retries)
 
     def produce(
         self,
@@ -773,10 +492,7 @@ class Memphis:
 
         validate_name(station_name, "Station")
         validate_name(consumer_name, "Consumer")
-        if not isinstance(consumer_group, str):
-            raise MemphisValueError(f"consumer_group must be a str, got {consumer_group!r}")
-        if consumer_group:
-            validate_name(consumer_group, "Consumer")
+        validate_optional_name(consumer_group, "consumer_group", "Consumer")
         check_batch_size(batch_size)
         check_int(pull_interval_ms, "pull_interval_ms", 0)
         check_int(batch_max_time_to_wait_ms, "batch_max_time_to_wait_ms", 0)
@@ -790,9 +506,8 @@ class Memphis:
             raise MemphisValueError("Consumer creation options can't contain both start_consume_from_sequence and last_messages")
         real_name = consumer_name.lower()
         if generate_random_suffix:
-            warnings.warn("Deprecation warning: generate_random_suffix will be stopped to be supported after November 1'st, 2023.", DeprecationWarning, stacklevel=2)
-            consumer_name = f"{consumer_name}_{secrets.token_hex(4)}"
-        self._checked_conn()
+            consumer_name = _with_random_suffix(consumer_name)
+        requester, stations = self._plane()
         body = {
             "name": consumer_name,
             "station_name": station_name,
@@ -808,30 +523,22 @@ class Memphis:
             "app_id": APP_ID,
             "sdk_lang": _defaults.MEMPHIS_SDK_LANG,
         }
-        reply = self._request("$memphis_consumer_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        data = self._parse_creation_reply(reply, f"creating consumer {consumer_name!r} of station {station_name!r}")
-        state = self._station_ref(internal_name(station_name), data)
+        reply = requester.request("$memphis_consumer_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
+        data = requester.parse_creation_reply(reply, f"creating consumer {consumer_name!r} of station {station_name!r}")
+        state = stations.ref(internal_name(station_name), data)
         try:
             consumer = Consumer(
-                self, state, station_name=station_name, consumer_name=consumer_name.lower(), real_name=real_name,
+                requester, stations, self._registry, self._js, state, station_name=station_name, consumer_name=consumer_name.lower(), real_name=real_name,
                 consumer_group=(consumer_group or consumer_name).lower(), pull_interval_ms=pull_interval_ms,
                 batch_size=batch_size, batch_max_time_to_wait_ms=batch_max_time_to_wait_ms,
                 max_ack_time_ms=max_ack_time_ms, max_msg_deliveries=max_msg_deliveries,
                 start_consume_from_sequence=start_consume_from_sequence, last_messages=last_messages,
             )
         except BaseException:
-            self._station_unref(state)
+            stations.unref(state)
             raise
-        with self._lock:
-            self._consumers[internal_name(station_name) + "_" + real_name] = consumer
+        self._registry.add_consumer(registry_key(station_name, real_name), consumer)
         return consumer
-
-    def _forget_consumer(self, consumer: "Consumer") -> None:
-        key = consumer.internal_station_name + "_" + consumer.real_name
-        with self._lock:
-            if self._consumers.get(key) is consumer:
-                del self._consumers[key]
-        self._station_unref(consumer._state)
 
     def fetch_messages(
         self,
@@ -857,9 +564,8 @@ class Memphis:
         if self._conn is None or self._conn.is_closed():
             raise ConnectionClosedError("Cant fetch messages without being connected!")
         check_batch_size(batch_size)
-        key = internal_name(station_name) + "_" + str(consumer_name).lower() if isinstance(station_name, str) else ""
-        with self._lock:
-            consumer = self._consumers.get(key)
+        key = registry_key(station_name, str(consumer_name).lower()) if isinstance(station_name, str) else ""
+        consumer = self._registry.consumer(key)
         if consumer is None:
             consumer = self.consumer(
                 station_name, consumer_name, consumer_group=consumer_group, batch_size=batch_size,
@@ -898,7 +604,7 @@ class Memphis:
             "schema_content": content,
             "message_struct_name": "",
         }
-        reply = self._request("$memphis_schema_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
+        reply = self._plane()[0].request("$memphis_schema_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
         try:
             error = (json.loads(reply) or {}).get("error", "") if reply else ""
         except (ValueError, AttributeError):
@@ -916,7 +622,7 @@ class Memphis:
         if not name or not station_name:
             raise MemphisValueError("name and station name can not be empty")
         body = {"name": name, "station_name": station_name, "username": self.username}
-        reply = self._request("$memphis_schema_attachments", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
+        reply = self._plane()[0].request("$memphis_schema_attachments", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
         if reply:
             raise MemphisRequestError(f"attaching schema {name!r} to station {station_name!r}: {reply}")
 
@@ -935,25 +641,17 @@ class Memphis:
         if not station_name:
             raise MemphisValueError("station name is missing")
         body = {"station_name": station_name, "username": self.username}
-        reply = self._request("$memphis_schema_detachments", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
+        reply = self._plane()[0].request("$memphis_schema_detachments", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
         if reply:
             raise MemphisRequestError(f"detaching the schema of station {station_name!r}: {reply}")
 
 
-def check_batch_size(batch_size: Any) -> int:
-    """Refuse a batch size outside 1..5000 with the SDK's text."""
-    if type(batch_size) is not int or not 1 <= batch_size <= _defaults.MEMPHIS_MAX_BATCH_SIZE:
-        raise MemphisValueError(f"Batch size can not be greater than 5000 or less than 1 (got {batch_size!r})")
-    return batch_size
-
-
-def _message_text(message: Any) -> str:
-    if isinstance(message, (bytes, bytearray, memoryview)):
-        return bytes(message).decode("utf-8", "replace")
-    serialize = getattr(message, "SerializeToString", None)
-    if callable(serialize):
-        return bytes(serialize()).decode("utf-8", "replace")
-    return str(message)
+def _with_random_suffix(name: str) -> str:
+    warnings.warn(
+        "Deprecation warning: generate_random_suffix will be stopped to be supported after November 1'st, 2023.",
+        DeprecationWarning, stacklevel=3,
+    )
+    return f"{name}_{secrets.token_hex(4)}"
 
 
 def connect(

@@ -17,11 +17,10 @@ import itertools
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional
 
 from .. import _defaults
 from .._timeouts import check_timeout
-from .client import check_batch_size
 from ..errors import (
     ConnectionClosedError,
     ConsumerNotFoundError,
@@ -30,15 +29,17 @@ from ..errors import (
     MemphisValueError,
     SubscriptionClosedError,
 )
+from ..jetstream.context import JetStream
 from ..jetstream.types import ConsumerConfig, DeliverPolicy
 from ..jetstream.pull import PullSubscription
 from .message import Message
+from .partition import partition_for_key
 from .producer import check_partition_args, check_partition_number, pick_partition
 from ..nats.protocol.wire import Msg
-from .station import internal_name
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import Memphis, _StationState
+from .registry import Registry
+from .requester import Requester
+from .state import StationCache, StationState
+from .validate import check_batch_size, internal_name
 
 #: A pass of fetch() with less than this left is not started (a pull needs a positive expiry).
 _MIN_PULL_WAIT = 0.005
@@ -66,8 +67,11 @@ class Consumer:
 
     def __init__(
         self,
-        client: "Memphis",
-        state: "_StationState",
+        requester: Requester,
+        stations: StationCache,
+        registry: Registry,
+        js: JetStream,
+        state: StationState,
         *,
         station_name: str,
         consumer_name: str,
@@ -81,7 +85,10 @@ class Consumer:
         start_consume_from_sequence: int,
         last_messages: int,
     ) -> None:
-        self._client = client
+        self._requester = requester
+        self._stations = stations
+        self._registry = registry
+        self._js = js
         self._state = state
         self.station_name = station_name
         self.internal_station_name = internal_name(station_name)
@@ -105,7 +112,6 @@ class Consumer:
         self._stop = threading.Event()
         self._worker: Optional[threading.Thread] = None
         self._destroyed = False
-        js = client._js
         self._subs: Dict[int, PullSubscription] = {}
         partitions = state.partitions
         try:
@@ -120,7 +126,7 @@ class Consumer:
                 self._ensure_durable(self.internal_station_name)
                 self._subs[1] = js.pull_subscribe(self.internal_station_name, self._durable)
             dls_subject = f"$memphis_dls_{self.internal_station_name}.{self._durable}"
-            conn = client._checked_conn()
+            conn = requester.checked_conn()
             self._dls_sub = conn.subscribe_internal(dls_subject, self._on_dls, queue=dls_subject)
         except BaseException:
             self._shutdown_local()
@@ -138,7 +144,7 @@ class Consumer:
         (Memphis brokers create no durable for a one-partition station with ``last_messages``
         > 0, §15.3; memphis-py then has nats-py create one.)
         """
-        js = self._client._js
+        js = self._js
         try:
             js.consumer_info(stream, self._durable)
             return
@@ -163,8 +169,6 @@ class Consumer:
 
     def get_partition_from_key(self, key: str) -> int:
         """The partition ``key`` maps to (murmur3, seed 31, as every official SDK)."""
-        from .partition import partition_for_key
-
         return partition_for_key(key, self.partitions)
 
     def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
@@ -177,7 +181,7 @@ class Consumer:
 
     # DLS re-sends: reader thread, never blocks
     def _on_dls(self, msg: Msg) -> None:
-        self._dls.append(Message(msg, self._client, self.internal_station_name, self.consumer_group, 1))
+        self._dls.append(Message(msg, self._requester, self._stations, self.internal_station_name, self.consumer_group, 1))
 
     # -- fetching ------------------------------------------------------------------------
 
@@ -256,7 +260,7 @@ class Consumer:
                     break
                 msgs = self._pull(partition, want, left, no_wait)
                 if msgs:
-                    wrap = [Message(m, self._client, self.internal_station_name, self.consumer_group, partition) for m in msgs]
+                    wrap = [Message(m, self._requester, self._stations, self.internal_station_name, self.consumer_group, partition) for m in msgs]
                     out, rest = wrap[:batch], wrap[batch:]
                     cache.extend(rest)
                     return out
@@ -401,16 +405,17 @@ class Consumer:
         if self._destroyed:
             return
         self._shutdown_local()
-        client = self._client
+        requester = self._requester
         body = {
             "name": self.consumer_name,
             "station_name": self.station_name.lower(),
-            "username": client.username,
-            "connection_id": client.connection_id,
+            "username": requester.username,
+            "connection_id": requester.connection_id,
             "req_version": _defaults.MEMPHIS_DESTROY_REQ_VERSION,
         }
         try:
-            reply = client._request("$memphis_consumer_destructions", body, _defaults.MEMPHIS_DESTROY_TIMEOUT, timeout_retries)
-            client._raise_for_text(reply, ignore="not exist", what=f"destroying consumer {self.consumer_name!r}")
+            reply = requester.request("$memphis_consumer_destructions", body, _defaults.MEMPHIS_DESTROY_TIMEOUT, timeout_retries)
+            requester.raise_for_text(reply, ignore="not exist", what=f"destroying consumer {self.consumer_name!r}")
         finally:
-            client._forget_consumer(self)
+            self._registry.forget_consumer(self)
+            self._stations.unref(self._state)
