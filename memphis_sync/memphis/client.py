@@ -1,82 +1,52 @@
-"""The Memphis client: ``connect()``, the ``Memphis`` connection object and its control-plane requests.
+"""The Memphis client: ``connect()`` and the ``Memphis`` connection object, a facade.
 
 ``Memphis`` mirrors the official async SDK (memphis-py 1.3.1) minus ``await``: same method
-names, parameter names, units (``*_ms``, ``*_sec``) and defaults. Underneath is one thread-safe
-:class:`~memphis_sync.nats.connection.Connection` and one :class:`~memphis_sync.jetstream.JetStream`
-context; management calls are NATS requests to ``$memphis_*`` subjects with JSON bodies
-(wire contract §3), retried ``timeout_retries`` times when they time out.
+names, parameter names, units (``*_ms``, ``*_sec``) and defaults. At connect it builds one
+control-plane :class:`~.requester.Requester` (the connection, user, connection id and the
+retried ``$memphis_*`` requests, wire contract §3), one :class:`~.state.StationCache` (per
+station: partitions, schema, functions, fed live by the broker) and one
+:class:`~.registry.Registry` of producers and consumers, plus one JetStream context, and hands
+them to the stations, producers, consumers and messages it creates.
 
 Share one ``Memphis`` between threads. Producers are thread-safe too; give each consuming
 thread its own consumer (or share one through ``consume()``).
-
-``Memphis`` is a facade: at connect it builds one control-plane
-:class:`~memphis_sync.memphis.requester.Requester` (connection, user, connection id, retries),
-one :class:`~memphis_sync.memphis.state.StationCache` (per-station partitions, schema,
-functions, fed live by the broker's update subjects) and one
-:class:`~memphis_sync.memphis.registry.Registry` of producers and consumers, and hands them to
-the stations, producers, consumers and messages it creates.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import threading
-import uuid
 import warnings
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 from .. import _defaults
-from ..nats.reconnect import ReconnectPolicy
 from .._timeouts import deadline_after, left
-from ..nats.connection import Connection, TlsOptions
-from ..errors import (
-    AuthorizationError,
-    ConnectionClosedError,
-    MemphisConnectError,
-    MemphisError,
-    MemphisRequestError,
-    MemphisTimeoutError,
-    MemphisValueError,
-    NetworkError,
-)
+from ..nats.connection import Connection
+from ..errors import ConnectionClosedError, MemphisConnectError, MemphisValueError
 from ..jetstream.context import JetStream
+from .consumer import Consumer, open_consumer
+from .consumer import creation_fields as consumer_creation_fields
 from .message import HeadersArg, Message
 from .producer import Producer, open_producer
 from .registry import Registry, registry_key
-from .requester import APP_ID, Requester
+from .requester import APP_ID, Requester, normalize_host
+from .schemaverse import creation_body as schema_creation_body
+from .schemaverse import raise_for_creation_reply as raise_for_schema_reply
+from .schemaverse import validate_schema_name
 from .state import StationCache
 from .station import Retention, Station, Storage
-from .validate import (
-    check_batch_size,
-    check_bool,
-    check_int,
-    check_number,
-    enum_value,
-    internal_name,
-    validate_name,
-    validate_optional_name,
-)
+from .station import creation_body as station_creation_body
+from .validate import check_batch_size, check_int, internal_name, validate_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Future
 
-    from .consumer import Consumer
     from ..jetstream.types import PubAck
 
 __all__ = ["Memphis", "connect", "APP_ID"]
 
 logger = logging.getLogger("memphis_sync.client")  # the name users configure (kept from the flat layout)
-
-_ONE_METHOD = "You have to connect with one of the following methods: connection token / password"
-
-
-def _normalize_host(host: str) -> str:
-    for prefix in ("https://", "http://"):
-        if host.startswith(prefix):
-            return host[len(prefix):]
-    return host
 
 
 class Memphis:
@@ -168,74 +138,19 @@ class Memphis:
         """
         if self._conn is not None:
             raise MemphisConnectError("this Memphis object is already connected; create a new one")
-        if not isinstance(host, str) or not host:
-            raise MemphisConnectError(f"host must be a non-empty str, got {host!r}")
-        if _normalize_host(host).count(":") == 1:
-            raise MemphisConnectError(f"host must not include a port ({host!r}); pass port= instead")
-        if not isinstance(username, str) or not username:
-            raise MemphisConnectError(f"username must be a non-empty str, got {username!r}")
-        if (connection_token != "" and password != "") or (connection_token == "" and password == ""):
-            raise MemphisConnectError(_ONE_METHOD)
-        check_int(account_id, "account_id", 0)
-        check_int(port, "port", 1, 65535)
-        check_int(max_reconnect, "max_reconnect", -1)
         check_int(max_pending_acks, "max_pending_acks", 1)
-        check_int(max_pings_outstanding, "max_pings_outstanding", 1)
-        check_number(max_block_ms, "max_block_ms", "milliseconds", or_none=True)
-        check_number(ping_interval_ms, "ping_interval_ms", "milliseconds", above_zero=True, finite=True)
-        check_number(reconnect_interval_ms, "reconnect_interval_ms", "milliseconds")
-        check_number(timeout_ms, "timeout_ms", "milliseconds", above_zero=True)
-        tls = None
-        if cert_file or key_file or ca_file:
-            if not cert_file:
-                raise MemphisConnectError("Must provide a TLS cert file")
-            if not key_file:
-                raise MemphisConnectError("Must provide a TLS key file")
-            if not ca_file:
-                raise MemphisConnectError("Must provide a TLS ca file")
-            tls = TlsOptions(ca_file=ca_file, cert_file=cert_file, key_file=key_file, hostname=_normalize_host(host))
-        self.host = _normalize_host(host)
-        self.port = port
-        self.username = username
-        self.account_id = account_id
-        self.connection_id = str(uuid.uuid4())
-        policy = ReconnectPolicy(enabled=bool(reconnect), max_attempts=max_reconnect, wait=reconnect_interval_ms / 1000)
-        options: Dict[str, Any] = {
-            "name": f"{self.connection_id}::{username}",
-            "tls": tls,
-            "connect_timeout": timeout_ms / 1000,
-            "reconnect": policy,
-            "max_block": None if max_block_ms is None else max_block_ms / 1000,
-            "ping_interval": ping_interval_ms / 1000,
-            "max_pings_outstanding": max_pings_outstanding,
-        }
-        if self.host.count(":") >= 2 and not self.host.startswith("["):  # a bare IPv6 address
-            server = f"nats://[{self.host}]:{port}"
-        else:
-            server = f"nats://{self.host}:{port}"
-        if connection_token:
-            conn = self._open(server, token=connection_token, **options)
-        else:
-            try:
-                conn = self._open(server, user=f"{username}${account_id}", password=password, **options)
-            except MemphisConnectError as exc:
-                if not isinstance(exc.__cause__, AuthorizationError):
-                    raise
-                # brokers from before accounts know the bare username (§1.4)
-                logger.info("user %s$%s refused; retrying with the legacy user %s", username, account_id, username)
-                conn = self._open(server, user=username, password=password, **options)
-        self._conn = conn
+        self._requester = Requester.open(
+            host, username, account_id, connection_token, password, port, reconnect, max_reconnect,
+            reconnect_interval_ms, timeout_ms, cert_file, key_file, ca_file, max_block_ms=max_block_ms,
+            ping_interval_ms=ping_interval_ms, max_pings_outstanding=max_pings_outstanding,
+        )
+        self.host, self.port, self.username = normalize_host(host), port, username
+        self.account_id, self.connection_id = account_id, self._requester.connection_id
+        self._conn = conn = self._requester.conn
         self._js = JetStream(conn, max_pending=max_pending_acks)
-        self._requester = Requester(conn, username, self.connection_id)
         self._stations = StationCache(self._requester, self._registry)
         self._stations.subscribe_clients_updates()
         return self
-
-    def _open(self, server: str, **options: Any) -> Connection:
-        try:
-            return Connection(server, **options).connect()
-        except (NetworkError, AuthorizationError, MemphisTimeoutError) as exc:
-            raise MemphisConnectError(f"could not connect to Memphis at {server} as {self.username!r}: {exc}") from exc
 
     def is_connected(self) -> bool:
         """True while the connection to the broker is up (False while reconnecting or closed)."""
@@ -257,18 +172,10 @@ class Memphis:
         deadline = deadline_after(timeout, error=MemphisValueError)
         with self._lock:
             self._closed = True
-        consumers = self._registry.consumers()
-        for consumer in consumers:
+        for consumer in self._registry.consumers():
             consumer.stop_consuming(timeout=min(left(deadline) or 10.0, 10.0))
-        if self._conn is not None:
-            if self._conn.is_connected() and self._js.publish_async_pending:
-                # give nonblocking produces a moment to be acknowledged (graceful shutdown)
-                wait = _defaults.MEMPHIS_CLOSE_ACK_WAIT if deadline is None else min(_defaults.MEMPHIS_CLOSE_ACK_WAIT, (left(deadline) or 0.0) / 2)
-                try:
-                    self._js.publish_async_complete(timeout=wait)
-                except MemphisError:
-                    logger.warning("closing with %d nonblocking produce(s) unacknowledged", self._js.publish_async_pending)
-            self._conn.close(timeout=None if deadline is None else max(0.5, left(deadline) or 0.0))
+        if self._requester is not None:
+            self._requester.close(self._js, deadline)
         self._registry.clear()
         if self._stations is not None:
             self._stations.clear()
@@ -331,36 +238,14 @@ class Memphis:
             MemphisValueError: a bad argument (nothing was sent).
             MemphisRequestError: the broker refused.
         """
-        lowered = validate_name(name, "Station")
-        retention = enum_value(Retention, retention_type, "retention_type")
-        storage = enum_value(Storage, storage_type, "storage_type")
-        check_int(retention_value, "retention_value", 0)
-        check_int(replicas, "replicas", 1, _defaults.MEMPHIS_MAX_REPLICAS)
-        check_int(idempotency_window_ms, "idempotency_window_ms", 0, _defaults.MEMPHIS_MAX_IDEMPOTENCY_WINDOW_MS)
-        check_int(partitions_number, "partitions_number", 0)
-        validate_optional_name(schema_name, "schema_name", "Schema")
-        validate_optional_name(dls_station, "dls_station", "Station")
-        check_bool(send_poison_msg_to_dls, "send_poison_msg_to_dls")
-        check_bool(send_schema_failed_msg_to_dls, "send_schema_failed_msg_to_dls")
-        check_bool(tiered_storage_enabled, "tiered_storage_enabled")
+        body = station_creation_body(
+            name, retention_type, retention_value, storage_type, replicas, idempotency_window_ms, schema_name,
+            send_poison_msg_to_dls, send_schema_failed_msg_to_dls, tiered_storage_enabled, partitions_number,
+            dls_station, self.username,
+        )
         requester, stations = self._plane()
-        body = {
-            "name": name,
-            "retention_type": retention.value,
-            "retention_value": retention_value,
-            "storage_type": storage.value,
-            "replicas": replicas,
-            "idempotency_window_in_ms": idempotency_window_ms,
-            "schema_name": schema_name,
-            "dls_configuration": {"poison": send_poison_msg_to_dls, "Schemaverse": send_schema_failed_msg_to_dls},
-            "username": self.username,
-            "tiered_storage_enabled": tiered_storage_enabled,
-            "partitions_number": partitions_number or 1,
-            "dls_station": dls_station,
-        }
-        reply = requester.request("$memphis_station_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        requester.raise_for_text(reply, ignore="already exist", what=f"creating station {name!r}")
-        return Station(lowered, requester, stations)
+        requester.ask("$memphis_station_creations", body, timeout_retries, what=f"creating station {name!r}", ignore="already exist")
+        return Station(name.lower(), requester, stations)
 
     def unset_cached_producer_station(self, station_name: str) -> None:
         """Forget this connection's cached producers of a station (they are not destroyed)."""
@@ -376,8 +261,6 @@ class Memphis:
         Raises:
             MemphisValueError: empty, over 128 characters, bad characters or ends.
         """
-        from .schemaverse import validate_schema_name
-
         validate_schema_name(schema_name)
 
     def send_notification(self, title: str, msg: str, failed_msg: str, not_type: str) -> None:
@@ -419,9 +302,6 @@ class Memphis:
         validate_name(station_name, "Station")
         if generate_random_suffix:
             producer_name = _with_random_suffix(producer_name)
-        cached = self._registry.producer(registry_key(station_name, real_name))
-        if cached is not None:
-            return cached
         requester, stations = self._plane()
         return open_producer(requester, stations, self._registry, self._js, station_name, producer_name, real_name, timeout_retries)
 
@@ -467,7 +347,7 @@ class Memphis:
         start_consume_from_sequence: int = 1,
         last_messages: int = -1,
         timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES,
-    ) -> "Consumer":
+    ) -> Consumer:
         """Create a consumer (§7): join ``consumer_group`` (default: the consumer's name).
 
         Args:
@@ -488,57 +368,19 @@ class Memphis:
             MemphisValueError: a bad argument (nothing was sent).
             MemphisRequestError: the broker refused.
         """
-        from .consumer import Consumer
-
-        validate_name(station_name, "Station")
-        validate_name(consumer_name, "Consumer")
-        validate_optional_name(consumer_group, "consumer_group", "Consumer")
-        check_batch_size(batch_size)
-        check_int(pull_interval_ms, "pull_interval_ms", 0)
-        check_int(batch_max_time_to_wait_ms, "batch_max_time_to_wait_ms", 0)
-        check_int(max_ack_time_ms, "max_ack_time_ms", 1)
-        check_int(max_msg_deliveries, "max_msg_deliveries", 1, _defaults.MEMPHIS_MAX_MSG_DELIVERIES)
-        if type(start_consume_from_sequence) is not int or start_consume_from_sequence < 1:
-            raise MemphisValueError(f"start_consume_from_sequence has to be a positive number, got {start_consume_from_sequence!r}")
-        if type(last_messages) is not int or last_messages < -1:
-            raise MemphisValueError(f"min value for last_messages is -1, got {last_messages!r}")
-        if start_consume_from_sequence > 1 and last_messages > -1:
-            raise MemphisValueError("Consumer creation options can't contain both start_consume_from_sequence and last_messages")
+        fields = consumer_creation_fields(
+            station_name, consumer_name, consumer_group, pull_interval_ms, batch_size, batch_max_time_to_wait_ms,
+            max_ack_time_ms, max_msg_deliveries, start_consume_from_sequence, last_messages,
+        )
         real_name = consumer_name.lower()
         if generate_random_suffix:
             consumer_name = _with_random_suffix(consumer_name)
         requester, stations = self._plane()
-        body = {
-            "name": consumer_name,
-            "station_name": station_name,
-            "connection_id": self.connection_id,
-            "consumer_type": "application",
-            "consumers_group": consumer_group,
-            "max_ack_time_ms": max_ack_time_ms,
-            "max_msg_deliveries": max_msg_deliveries,
-            "start_consume_from_sequence": start_consume_from_sequence,
-            "last_messages": last_messages,
-            "req_version": _defaults.MEMPHIS_REQ_VERSION,
-            "username": self.username,
-            "app_id": APP_ID,
-            "sdk_lang": _defaults.MEMPHIS_SDK_LANG,
-        }
-        reply = requester.request("$memphis_consumer_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        data = requester.parse_creation_reply(reply, f"creating consumer {consumer_name!r} of station {station_name!r}")
-        state = stations.ref(internal_name(station_name), data)
-        try:
-            consumer = Consumer(
-                requester, stations, self._registry, self._js, state, station_name=station_name, consumer_name=consumer_name.lower(), real_name=real_name,
-                consumer_group=(consumer_group or consumer_name).lower(), pull_interval_ms=pull_interval_ms,
-                batch_size=batch_size, batch_max_time_to_wait_ms=batch_max_time_to_wait_ms,
-                max_ack_time_ms=max_ack_time_ms, max_msg_deliveries=max_msg_deliveries,
-                start_consume_from_sequence=start_consume_from_sequence, last_messages=last_messages,
-            )
-        except BaseException:
-            stations.unref(state)
-            raise
-        self._registry.add_consumer(registry_key(station_name, real_name), consumer)
-        return consumer
+        return open_consumer(
+            requester, stations, self._registry, self._js, station_name, consumer_name, real_name, fields,
+            timeout_retries, pull_interval_ms=pull_interval_ms, batch_size=batch_size,
+            batch_max_time_to_wait_ms=batch_max_time_to_wait_ms,
+        )
 
     def fetch_messages(
         self,
@@ -587,30 +429,9 @@ class Memphis:
             MemphisValueError: a bad name or type, or the file cannot be read.
             MemphisRequestError: the broker refused the schema.
         """
-        from .schemaverse import SCHEMA_TYPES, validate_schema_name
-
-        validate_schema_name(schema_name)
-        if schema_type not in SCHEMA_TYPES:
-            raise MemphisValueError(f"schema type not supported: {schema_type!r}; use one of {', '.join(SCHEMA_TYPES)}")
-        try:
-            with open(schema_path, encoding="utf-8") as handle:
-                content = handle.read()
-        except OSError as exc:
-            raise MemphisValueError(f"cannot read schema file {schema_path!r}: {exc}") from exc
-        body = {
-            "name": schema_name,
-            "type": schema_type,
-            "created_by_username": self.username,
-            "schema_content": content,
-            "message_struct_name": "",
-        }
+        body = schema_creation_body(schema_name, schema_type, schema_path, self.username)
         reply = self._plane()[0].request("$memphis_schema_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        try:
-            error = (json.loads(reply) or {}).get("error", "") if reply else ""
-        except (ValueError, AttributeError):
-            error = reply
-        if error and "already exists" not in error:
-            raise MemphisRequestError(f"creating schema {schema_name!r}: {error}")
+        raise_for_schema_reply(schema_name, reply)
 
     def enforce_schema(self, name: str, station_name: str, timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES) -> None:
         """Attach schema ``name`` to a station (§10.4); its producers validate from then on.
@@ -622,9 +443,8 @@ class Memphis:
         if not name or not station_name:
             raise MemphisValueError("name and station name can not be empty")
         body = {"name": name, "station_name": station_name, "username": self.username}
-        reply = self._plane()[0].request("$memphis_schema_attachments", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        if reply:
-            raise MemphisRequestError(f"attaching schema {name!r} to station {station_name!r}: {reply}")
+        what = f"attaching schema {name!r} to station {station_name!r}"
+        self._plane()[0].ask("$memphis_schema_attachments", body, timeout_retries, what=what)
 
     def attach_schema(self, name: str, station_name: str) -> None:
         """Deprecated alias of :meth:`enforce_schema`."""
@@ -641,9 +461,8 @@ class Memphis:
         if not station_name:
             raise MemphisValueError("station name is missing")
         body = {"station_name": station_name, "username": self.username}
-        reply = self._plane()[0].request("$memphis_schema_detachments", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        if reply:
-            raise MemphisRequestError(f"detaching the schema of station {station_name!r}: {reply}")
+        what = f"detaching the schema of station {station_name!r}"
+        self._plane()[0].ask("$memphis_schema_detachments", body, timeout_retries, what=what)
 
 
 def _with_random_suffix(name: str) -> str:

@@ -36,15 +36,15 @@ from .message import Message
 from .partition import partition_for_key
 from .producer import check_partition_args, check_partition_number, pick_partition
 from ..nats.protocol.wire import Msg
-from .registry import Registry
+from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
-from .validate import check_batch_size, internal_name
+from .validate import check_batch_size, check_int, internal_name, validate_name, validate_optional_name
 
 #: A pass of fetch() with less than this left is not started (a pull needs a positive expiry).
 _MIN_PULL_WAIT = 0.005
 
-__all__ = ["Consumer", "ConsumeCallback"]
+__all__ = ["Consumer", "ConsumeCallback", "creation_fields", "open_consumer"]
 
 logger = logging.getLogger("memphis_sync.consumer")  # the name users configure (kept from the flat layout)
 
@@ -405,17 +405,72 @@ class Consumer:
         if self._destroyed:
             return
         self._shutdown_local()
-        requester = self._requester
-        body = {
-            "name": self.consumer_name,
-            "station_name": self.station_name.lower(),
-            "username": requester.username,
-            "connection_id": requester.connection_id,
-            "req_version": _defaults.MEMPHIS_DESTROY_REQ_VERSION,
-        }
         try:
-            reply = requester.request("$memphis_consumer_destructions", body, _defaults.MEMPHIS_DESTROY_TIMEOUT, timeout_retries)
-            requester.raise_for_text(reply, ignore="not exist", what=f"destroying consumer {self.consumer_name!r}")
+            self._requester.destroy("consumer", self.consumer_name, self.station_name.lower(), timeout_retries)
         finally:
             self._registry.forget_consumer(self)
             self._stations.unref(self._state)
+
+
+def creation_fields(
+    station_name: str, consumer_name: str, consumer_group: str, pull_interval_ms: int, batch_size: int,
+    batch_max_time_to_wait_ms: int, max_ack_time_ms: int, max_msg_deliveries: int,
+    start_consume_from_sequence: int, last_messages: int,
+) -> Dict[str, Any]:
+    """Check the arguments of :meth:`Memphis.consumer`; return the consumer fields of the
+    ``$memphis_consumer_creations`` body (§7.1).
+
+    Raises:
+        MemphisValueError: a bad argument (the SDK's texts where it has them).
+    """
+    validate_name(station_name, "Station")
+    validate_name(consumer_name, "Consumer")
+    validate_optional_name(consumer_group, "consumer_group", "Consumer")
+    check_batch_size(batch_size)
+    check_int(pull_interval_ms, "pull_interval_ms", 0)
+    check_int(batch_max_time_to_wait_ms, "batch_max_time_to_wait_ms", 0)
+    check_int(max_ack_time_ms, "max_ack_time_ms", 1)
+    check_int(max_msg_deliveries, "max_msg_deliveries", 1, _defaults.MEMPHIS_MAX_MSG_DELIVERIES)
+    if type(start_consume_from_sequence) is not int or start_consume_from_sequence < 1:
+        raise MemphisValueError(f"start_consume_from_sequence has to be a positive number, got {start_consume_from_sequence!r}")
+    if type(last_messages) is not int or last_messages < -1:
+        raise MemphisValueError(f"min value for last_messages is -1, got {last_messages!r}")
+    if start_consume_from_sequence > 1 and last_messages > -1:
+        raise MemphisValueError("Consumer creation options can't contain both start_consume_from_sequence and last_messages")
+    return {
+        "consumers_group": consumer_group,
+        "max_ack_time_ms": max_ack_time_ms,
+        "max_msg_deliveries": max_msg_deliveries,
+        "start_consume_from_sequence": start_consume_from_sequence,
+        "last_messages": last_messages,
+    }
+
+
+def open_consumer(
+    requester: Requester, stations: StationCache, registry: Registry, js: JetStream, station_name: str,
+    consumer_name: str, real_name: str, fields: Dict[str, Any], timeout_retries: int, *,
+    pull_interval_ms: int, batch_size: int, batch_max_time_to_wait_ms: int,
+) -> Consumer:
+    """Register a consumer with the broker (§7), bind it to its durables and cache it.
+
+    Args:
+        fields: from :func:`creation_fields`.
+
+    Raises:
+        MemphisRequestError: the broker refused.
+    """
+    data = requester.create("consumer", consumer_name, station_name, fields, timeout_retries)
+    state = stations.ref(internal_name(station_name), data)
+    try:
+        consumer = Consumer(
+            requester, stations, registry, js, state, station_name=station_name, consumer_name=consumer_name.lower(),
+            real_name=real_name, consumer_group=(fields["consumers_group"] or consumer_name).lower(),
+            pull_interval_ms=pull_interval_ms, batch_size=batch_size, batch_max_time_to_wait_ms=batch_max_time_to_wait_ms,
+            max_ack_time_ms=fields["max_ack_time_ms"], max_msg_deliveries=fields["max_msg_deliveries"],
+            start_consume_from_sequence=fields["start_consume_from_sequence"], last_messages=fields["last_messages"],
+        )
+    except BaseException:
+        stations.unref(state)
+        raise
+    registry.add_consumer(registry_key(station_name, real_name), consumer)
+    return consumer

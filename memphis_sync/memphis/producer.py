@@ -18,7 +18,7 @@ import time
 import warnings
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Union
+from typing import Any, Deque, Dict, List, Optional, Sequence, Union
 
 import attrs
 
@@ -38,7 +38,7 @@ from ..jetstream.types import PubAck
 from .partition import partition_for_key
 from .message import HeadersArg, to_wire_headers
 from .registry import Registry, registry_key
-from .requester import APP_ID, Requester
+from .requester import Requester
 from .state import StationCache, StationState
 from .validate import check_int, internal_name
 
@@ -414,16 +414,7 @@ class Producer:
             self.flush(timeout=None)
         except MemphisError:
             logger.debug("flush before destroy failed", exc_info=True)
-        requester = self._requester
-        body = {
-            "name": self.producer_name,
-            "station_name": self.station_name,
-            "username": requester.username,
-            "connection_id": requester.connection_id,
-            "req_version": _defaults.MEMPHIS_DESTROY_REQ_VERSION,
-        }
-        reply = requester.request("$memphis_producer_destructions", body, _defaults.MEMPHIS_DESTROY_TIMEOUT, timeout_retries)
-        requester.raise_for_text(reply, ignore="not exist", what=f"destroying producer {self.producer_name!r}")
+        self._requester.destroy("producer", self.producer_name, self.station_name, timeout_retries)  # type: ignore[arg-type]
         self._destroyed = True
         if self._registry is not None:
             self._registry.forget_producer(self)
@@ -458,19 +449,7 @@ def open_producer(
         cached = registry.producer(key)
         if cached is not None:
             return cached
-        requester.checked_conn()
-        body = {
-            "name": producer_name,
-            "station_name": station_name,
-            "connection_id": requester.connection_id,
-            "producer_type": "application",
-            "req_version": _defaults.MEMPHIS_REQ_VERSION,
-            "username": requester.username,
-            "app_id": APP_ID,
-            "sdk_lang": _defaults.MEMPHIS_SDK_LANG,
-        }
-        reply = requester.request("$memphis_producer_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        data = requester.parse_creation_reply(reply, f"creating producer {producer_name!r} of station {station_name!r}")
+        data = requester.create("producer", producer_name, station_name, {}, timeout_retries)
         state = stations.ref(internal_name(station_name), data)
         producer = Producer(
             producer_name.lower(), station_name, real_name, requester, state, stations=stations, registry=registry, js=js

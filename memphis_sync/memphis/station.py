@@ -16,9 +16,9 @@ import attrs
 from .. import _defaults
 from .requester import Requester
 from .state import StationCache
-from .validate import check_int, enum_value, internal_name, validate_name
+from .validate import check_bool, check_int, enum_value, internal_name, validate_name, validate_optional_name
 
-__all__ = ["Retention", "Storage", "Station", "internal_name", "validate_name", "check_int", "enum_value"]
+__all__ = ["Retention", "Storage", "Station", "creation_body", "internal_name", "validate_name", "check_int", "enum_value"]
 
 
 class Retention(str, enum.Enum):
@@ -35,6 +35,45 @@ class Storage(str, enum.Enum):
 
     DISK = "file"
     MEMORY = "memory"
+
+
+def creation_body(
+    name: str, retention_type: Any, retention_value: int, storage_type: Any, replicas: int, idempotency_window_ms: int,
+    schema_name: str, send_poison_msg_to_dls: bool, send_schema_failed_msg_to_dls: bool,
+    tiered_storage_enabled: bool, partitions_number: int, dls_station: str, username: str,
+) -> Dict[str, Any]:
+    """Check the arguments of :meth:`Memphis.station` and return the ``$memphis_station_creations``
+    body (§4.1; the official SDK's keys and order).
+
+    Raises:
+        MemphisValueError: a bad argument.
+    """
+    validate_name(name, "Station")
+    retention = enum_value(Retention, retention_type, "retention_type")
+    storage = enum_value(Storage, storage_type, "storage_type")
+    check_int(retention_value, "retention_value", 0)
+    check_int(replicas, "replicas", 1, _defaults.MEMPHIS_MAX_REPLICAS)
+    check_int(idempotency_window_ms, "idempotency_window_ms", 0, _defaults.MEMPHIS_MAX_IDEMPOTENCY_WINDOW_MS)
+    check_int(partitions_number, "partitions_number", 0)
+    validate_optional_name(schema_name, "schema_name", "Schema")
+    validate_optional_name(dls_station, "dls_station", "Station")
+    check_bool(send_poison_msg_to_dls, "send_poison_msg_to_dls")
+    check_bool(send_schema_failed_msg_to_dls, "send_schema_failed_msg_to_dls")
+    check_bool(tiered_storage_enabled, "tiered_storage_enabled")
+    return {
+        "name": name,
+        "retention_type": retention.value,
+        "retention_value": retention_value,
+        "storage_type": storage.value,
+        "replicas": replicas,
+        "idempotency_window_in_ms": idempotency_window_ms,
+        "schema_name": schema_name,
+        "dls_configuration": {"poison": send_poison_msg_to_dls, "Schemaverse": send_schema_failed_msg_to_dls},
+        "username": username,
+        "tiered_storage_enabled": tiered_storage_enabled,
+        "partitions_number": partitions_number or 1,
+        "dls_station": dls_station,
+    }
 
 
 @attrs.define(eq=False)
@@ -65,6 +104,8 @@ class Station:
         """
         requester = self._requester
         body: Dict[str, Any] = {"station_name": self.name, "username": requester.username}
-        reply = requester.request("$memphis_station_destructions", body, _defaults.MEMPHIS_DESTROY_TIMEOUT, timeout_retries)
-        requester.raise_for_text(reply, ignore="not exist", what=f"destroying station {self.name!r}")
+        requester.ask(
+            "$memphis_station_destructions", body, timeout_retries, what=f"destroying station {self.name!r}",
+            ignore="not exist", destroy=True,
+        )
         self._stations.forget_station(self.internal_station_name)

@@ -34,7 +34,6 @@ LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 OVERSIZED = {
     "nats/connection.py": 1530,
     "nats/protocol/wire.py": 980,
-    "memphis/client.py": 990,
     "jetstream/context.py": 670,
     "broker/server.py": 780,
     "broker/control_plane.py": 530,
