@@ -443,8 +443,7 @@ class Memphis:
         if not name or not station_name:
             raise MemphisValueError("name and station name can not be empty")
         body = {"name": name, "station_name": station_name, "username": self.username}
-        what = f"attaching schema {name!r} to station {station_name!r}"
-        self._plane()[0].ask("$memphis_schema_attachments", body, timeout_retries, what=what)
+        self._plane()[0].ask("$memphis_schema_attachments", body, timeout_retries, what=f"attaching schema {name!r} to station {station_name!r}")
 
     def attach_schema(self, name: str, station_name: str) -> None:
         """Deprecated alias of :meth:`enforce_schema`."""
@@ -461,8 +460,7 @@ class Memphis:
         if not station_name:
             raise MemphisValueError("station name is missing")
         body = {"station_name": station_name, "username": self.username}
-        what = f"detaching the schema of station {station_name!r}"
-        self._plane()[0].ask("$memphis_schema_detachments", body, timeout_retries, what=what)
+        self._plane()[0].ask("$memphis_schema_detachments", body, timeout_retries, what=f"detaching the schema of station {station_name!r}")
 
 
 def _with_random_suffix(name: str) -> str:

@@ -219,13 +219,7 @@ class Consumer:
         check_partition_args(consumer_partition_key, consumer_partition_number)
         if self._destroyed:
             raise MemphisError(f"consumer {self.consumer_name!r} was destroyed")
-        out: List[Message] = []
-        dls, cache = self._dls, self._cache
-        try:
-            while len(out) < batch:
-                out.append(dls.popleft())
-        except IndexError:
-            pass
+        out = _take(self._dls, batch)
         if out:
             return out
         wait = self.batch_max_time_to_wait_ms / 1000
@@ -234,11 +228,7 @@ class Consumer:
         if not self._fetch_lock.acquire(timeout=wait):
             return out
         try:
-            try:
-                while len(out) < batch:
-                    out.append(cache.popleft())
-            except IndexError:
-                pass
+            out = _take(self._cache, batch)
             if out:
                 return out
             fixed = consumer_partition_key is not None or consumer_partition_number > 0
@@ -262,7 +252,7 @@ class Consumer:
                 if msgs:
                     wrap = [Message(m, self._requester, self._stations, self.internal_station_name, self.consumer_group, partition) for m in msgs]
                     out, rest = wrap[:batch], wrap[batch:]
-                    cache.extend(rest)
+                    self._cache.extend(rest)
                     return out
         finally:
             self._fetch_lock.release()
@@ -410,6 +400,17 @@ class Consumer:
         finally:
             self._registry.forget_consumer(self)
             self._stations.unref(self._state)
+
+
+def _take(queue: Deque[Message], most: int) -> List[Message]:
+    """Up to ``most`` messages from the left of ``queue`` (safe against other threads popping)."""
+    out: List[Message] = []
+    try:
+        while len(out) < most:
+            out.append(queue.popleft())
+    except IndexError:
+        pass
+    return out
 
 
 def creation_fields(

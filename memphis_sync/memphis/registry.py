@@ -8,7 +8,7 @@ cached consumer. Destroying a producer or consumer, or the station, forgets it h
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from .validate import internal_name
 
@@ -58,10 +58,7 @@ class Registry:
 
     def forget_producer(self, producer: "Producer") -> None:
         """Forget ``producer`` if it is the cached one of its key."""
-        key = producer.internal_station_name + "_" + producer.real_name
-        with self._lock:
-            if self._producers.get(key) is producer:
-                del self._producers[key]
+        self._forget(self._producers, producer)
 
     def has_producers(self) -> bool:
         """True while some producer is cached."""
@@ -81,10 +78,7 @@ class Registry:
 
     def forget_consumer(self, consumer: "Consumer") -> None:
         """Forget ``consumer`` if it is the cached one of its key."""
-        key = consumer.internal_station_name + "_" + consumer.real_name
-        with self._lock:
-            if self._consumers.get(key) is consumer:
-                del self._consumers[key]
+        self._forget(self._consumers, consumer)
 
     def consumers(self) -> List["Consumer"]:
         """The cached consumers, now."""
@@ -99,15 +93,22 @@ class Registry:
 
     def unset_producers_of(self, internal: str) -> None:
         """Forget the cached producers of a station (they are not destroyed)."""
-        with self._lock:
-            for key in [k for k, p in self._producers.items() if p.internal_station_name == internal]:
-                del self._producers[key]
+        self._unset(self._producers, internal)
 
     def unset_consumers_of(self, internal: str) -> None:
         """Forget the cached consumers of a station (they are not destroyed)."""
+        self._unset(self._consumers, internal)
+
+    def _forget(self, table: Dict[str, Any], item: Any) -> None:
+        key = item.internal_station_name + "_" + item.real_name
         with self._lock:
-            for key in [k for k, c in self._consumers.items() if c.internal_station_name == internal]:
-                del self._consumers[key]
+            if table.get(key) is item:
+                del table[key]
+
+    def _unset(self, table: Dict[str, Any], internal: str) -> None:
+        with self._lock:
+            for key in [k for k, v in table.items() if v.internal_station_name == internal]:
+                del table[key]
 
     def drop_station(self, internal: str) -> List["Consumer"]:
         """Forget every producer and consumer of a station; return the consumers dropped."""

@@ -165,14 +165,14 @@ def test_encode_message_types():
             encode_message(bad)
 
 
-class _FakeClient:
+class _FakeRequester:
     connection_id = "cid"
     username = "root"
 
 
 def _producer(partitions, functions=None):
     state = StationState("st#a", partitions=partitions, functions=functions or {})
-    return Producer("p", "st.a", "p", _FakeClient(), state)  # type: ignore[arg-type]
+    return Producer("p", "st.a", "p", _FakeRequester(), state)  # type: ignore[arg-type]
 
 
 def test_producer_subjects_legacy_single_partitions_functions():
