@@ -17,11 +17,10 @@ import itertools
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional
 
 from .. import _defaults
 from .._timeouts import check_timeout
-from .client import check_batch_size
 from ..errors import (
     ConnectionClosedError,
     ConsumerNotFoundError,
@@ -30,20 +29,22 @@ from ..errors import (
     MemphisValueError,
     SubscriptionClosedError,
 )
+from ..jetstream.context import JetStream
 from ..jetstream.types import ConsumerConfig, DeliverPolicy
 from ..jetstream.pull import PullSubscription
 from .message import Message
+from .partition import partition_for_key
 from .producer import check_partition_args, check_partition_number, pick_partition
 from ..nats.protocol.wire import Msg
-from .station import internal_name
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import Memphis, _StationState
+from .registry import Registry, registry_key
+from .requester import Requester
+from .state import StationCache, StationState
+from .validate import check_batch_size, check_int, internal_name, validate_name, validate_optional_name
 
 #: A pass of fetch() with less than this left is not started (a pull needs a positive expiry).
 _MIN_PULL_WAIT = 0.005
 
-__all__ = ["Consumer", "ConsumeCallback"]
+__all__ = ["Consumer", "ConsumeCallback", "creation_fields", "open_consumer"]
 
 logger = logging.getLogger("memphis_sync.consumer")  # the name users configure (kept from the flat layout)
 
@@ -66,8 +67,11 @@ class Consumer:
 
     def __init__(
         self,
-        client: "Memphis",
-        state: "_StationState",
+        requester: Requester,
+        stations: StationCache,
+        registry: Registry,
+        js: JetStream,
+        state: StationState,
         *,
         station_name: str,
         consumer_name: str,
@@ -81,7 +85,10 @@ class Consumer:
         start_consume_from_sequence: int,
         last_messages: int,
     ) -> None:
-        self._client = client
+        self._requester = requester
+        self._stations = stations
+        self._registry = registry
+        self._js = js
         self._state = state
         self.station_name = station_name
         self.internal_station_name = internal_name(station_name)
@@ -105,7 +112,6 @@ class Consumer:
         self._stop = threading.Event()
         self._worker: Optional[threading.Thread] = None
         self._destroyed = False
-        js = client._js
         self._subs: Dict[int, PullSubscription] = {}
         partitions = state.partitions
         try:
@@ -120,7 +126,7 @@ class Consumer:
                 self._ensure_durable(self.internal_station_name)
                 self._subs[1] = js.pull_subscribe(self.internal_station_name, self._durable)
             dls_subject = f"$memphis_dls_{self.internal_station_name}.{self._durable}"
-            conn = client._checked_conn()
+            conn = requester.checked_conn()
             self._dls_sub = conn.subscribe_internal(dls_subject, self._on_dls, queue=dls_subject)
         except BaseException:
             self._shutdown_local()
@@ -138,7 +144,7 @@ class Consumer:
         (Memphis brokers create no durable for a one-partition station with ``last_messages``
         > 0, §15.3; memphis-py then has nats-py create one.)
         """
-        js = self._client._js
+        js = self._js
         try:
             js.consumer_info(stream, self._durable)
             return
@@ -163,8 +169,6 @@ class Consumer:
 
     def get_partition_from_key(self, key: str) -> int:
         """The partition ``key`` maps to (murmur3, seed 31, as every official SDK)."""
-        from .partition import partition_for_key
-
         return partition_for_key(key, self.partitions)
 
     def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
@@ -177,7 +181,7 @@ class Consumer:
 
     # DLS re-sends: reader thread, never blocks
     def _on_dls(self, msg: Msg) -> None:
-        self._dls.append(Message(msg, self._client, self.internal_station_name, self.consumer_group, 1))
+        self._dls.append(Message(msg, self._requester, self._stations, self.internal_station_name, self.consumer_group, 1))
 
     # -- fetching ------------------------------------------------------------------------
 
@@ -215,13 +219,7 @@ class Consumer:
         check_partition_args(consumer_partition_key, consumer_partition_number)
         if self._destroyed:
             raise MemphisError(f"consumer {self.consumer_name!r} was destroyed")
-        out: List[Message] = []
-        dls, cache = self._dls, self._cache
-        try:
-            while len(out) < batch:
-                out.append(dls.popleft())
-        except IndexError:
-            pass
+        out = _take(self._dls, batch)
         if out:
             return out
         wait = self.batch_max_time_to_wait_ms / 1000
@@ -230,11 +228,7 @@ class Consumer:
         if not self._fetch_lock.acquire(timeout=wait):
             return out
         try:
-            try:
-                while len(out) < batch:
-                    out.append(cache.popleft())
-            except IndexError:
-                pass
+            out = _take(self._cache, batch)
             if out:
                 return out
             fixed = consumer_partition_key is not None or consumer_partition_number > 0
@@ -256,9 +250,9 @@ class Consumer:
                     break
                 msgs = self._pull(partition, want, left, no_wait)
                 if msgs:
-                    wrap = [Message(m, self._client, self.internal_station_name, self.consumer_group, partition) for m in msgs]
+                    wrap = [Message(m, self._requester, self._stations, self.internal_station_name, self.consumer_group, partition) for m in msgs]
                     out, rest = wrap[:batch], wrap[batch:]
-                    cache.extend(rest)
+                    self._cache.extend(rest)
                     return out
         finally:
             self._fetch_lock.release()
@@ -401,16 +395,83 @@ class Consumer:
         if self._destroyed:
             return
         self._shutdown_local()
-        client = self._client
-        body = {
-            "name": self.consumer_name,
-            "station_name": self.station_name.lower(),
-            "username": client.username,
-            "connection_id": client.connection_id,
-            "req_version": _defaults.MEMPHIS_DESTROY_REQ_VERSION,
-        }
         try:
-            reply = client._request("$memphis_consumer_destructions", body, _defaults.MEMPHIS_DESTROY_TIMEOUT, timeout_retries)
-            client._raise_for_text(reply, ignore="not exist", what=f"destroying consumer {self.consumer_name!r}")
+            self._requester.destroy("consumer", self.consumer_name, self.station_name.lower(), timeout_retries)
         finally:
-            client._forget_consumer(self)
+            self._registry.forget_consumer(self)
+            self._stations.unref(self._state)
+
+
+def _take(queue: Deque[Message], most: int) -> List[Message]:
+    """Up to ``most`` messages from the left of ``queue`` (safe against other threads popping)."""
+    out: List[Message] = []
+    try:
+        while len(out) < most:
+            out.append(queue.popleft())
+    except IndexError:
+        pass
+    return out
+
+
+def creation_fields(
+    station_name: str, consumer_name: str, consumer_group: str, pull_interval_ms: int, batch_size: int,
+    batch_max_time_to_wait_ms: int, max_ack_time_ms: int, max_msg_deliveries: int,
+    start_consume_from_sequence: int, last_messages: int,
+) -> Dict[str, Any]:
+    """Check the arguments of :meth:`Memphis.consumer`; return the consumer fields of the
+    ``$memphis_consumer_creations`` body (§7.1).
+
+    Raises:
+        MemphisValueError: a bad argument (the SDK's texts where it has them).
+    """
+    validate_name(station_name, "Station")
+    validate_name(consumer_name, "Consumer")
+    validate_optional_name(consumer_group, "consumer_group", "Consumer")
+    check_batch_size(batch_size)
+    check_int(pull_interval_ms, "pull_interval_ms", 0)
+    check_int(batch_max_time_to_wait_ms, "batch_max_time_to_wait_ms", 0)
+    check_int(max_ack_time_ms, "max_ack_time_ms", 1)
+    check_int(max_msg_deliveries, "max_msg_deliveries", 1, _defaults.MEMPHIS_MAX_MSG_DELIVERIES)
+    if type(start_consume_from_sequence) is not int or start_consume_from_sequence < 1:
+        raise MemphisValueError(f"start_consume_from_sequence has to be a positive number, got {start_consume_from_sequence!r}")
+    if type(last_messages) is not int or last_messages < -1:
+        raise MemphisValueError(f"min value for last_messages is -1, got {last_messages!r}")
+    if start_consume_from_sequence > 1 and last_messages > -1:
+        raise MemphisValueError("Consumer creation options can't contain both start_consume_from_sequence and last_messages")
+    return {
+        "consumers_group": consumer_group,
+        "max_ack_time_ms": max_ack_time_ms,
+        "max_msg_deliveries": max_msg_deliveries,
+        "start_consume_from_sequence": start_consume_from_sequence,
+        "last_messages": last_messages,
+    }
+
+
+def open_consumer(
+    requester: Requester, stations: StationCache, registry: Registry, js: JetStream, station_name: str,
+    consumer_name: str, real_name: str, fields: Dict[str, Any], timeout_retries: int, *,
+    pull_interval_ms: int, batch_size: int, batch_max_time_to_wait_ms: int,
+) -> Consumer:
+    """Register a consumer with the broker (§7), bind it to its durables and cache it.
+
+    Args:
+        fields: from :func:`creation_fields`.
+
+    Raises:
+        MemphisRequestError: the broker refused.
+    """
+    data = requester.create("consumer", consumer_name, station_name, fields, timeout_retries)
+    state = stations.ref(internal_name(station_name), data)
+    try:
+        consumer = Consumer(
+            requester, stations, registry, js, state, station_name=station_name, consumer_name=consumer_name.lower(),
+            real_name=real_name, consumer_group=(fields["consumers_group"] or consumer_name).lower(),
+            pull_interval_ms=pull_interval_ms, batch_size=batch_size, batch_max_time_to_wait_ms=batch_max_time_to_wait_ms,
+            max_ack_time_ms=fields["max_ack_time_ms"], max_msg_deliveries=fields["max_msg_deliveries"],
+            start_consume_from_sequence=fields["start_consume_from_sequence"], last_messages=fields["last_messages"],
+        )
+    except BaseException:
+        stations.unref(state)
+        raise
+    registry.add_consumer(registry_key(station_name, real_name), consumer)
+    return consumer

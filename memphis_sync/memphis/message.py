@@ -19,9 +19,11 @@ from ..nats.protocol import headers as _nats_headers
 from ..errors import LocalProtocolError, MemphisError, MemphisHeaderError, MemphisSchemaError, MemphisValueError
 from ..jetstream.msg import JsMsg
 from ..nats.protocol.wire import Msg
+from .validate import check_number
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .client import Memphis
+    from .requester import Requester
+    from .state import StationCache
 
 __all__ = ["Headers", "Message", "RESERVED_HEADER_PREFIX", "to_wire_headers"]
 
@@ -129,18 +131,20 @@ class Message:
         station_name / partition: where it came from; consumer_group: who received it.
     """
 
-    __slots__ = ("_msg", "_client", "internal_station_name", "consumer_group", "partition", "_is_dls")
+    __slots__ = ("_msg", "_requester", "_stations", "internal_station_name", "consumer_group", "partition", "_is_dls")
 
     def __init__(
         self,
         msg: Union[JsMsg, Msg],
-        client: "Memphis",
+        requester: "Requester",
+        stations: "StationCache",
         internal_station_name: str,
         consumer_group: str,
         partition: int,
     ) -> None:
         self._msg = msg
-        self._client = client
+        self._requester = requester
+        self._stations = stations
         self.internal_station_name = internal_station_name
         self.consumer_group = consumer_group
         self.partition = partition
@@ -170,7 +174,7 @@ class Message:
         Raises:
             MemphisSchemaError: the payload does not match the attached schema.
         """
-        schema = self._client._schema_of(self.internal_station_name)
+        schema = self._stations.schema_of(self.internal_station_name)
         if schema is None:
             return self.get_data()
         try:
@@ -227,7 +231,7 @@ class Message:
         cg = headers.get(_PM_CG) if headers is not None else None
         if pm_id is None or cg is None:
             raise MemphisError("this message has neither a JetStream ack subject nor $memphis_pm_* headers")
-        self._client._publish_json("$memphis_pm_acks", {"id": int(pm_id), "cg_name": cg})
+        self._requester.publish_json("$memphis_pm_acks", {"id": int(pm_id), "cg_name": cg})
 
     def nack(self) -> None:
         """Ask for immediate redelivery to the group (no-op for a re-sent DLS message)."""
@@ -245,8 +249,7 @@ class Message:
         msg = self._msg
         if not isinstance(msg, JsMsg):
             raise MemphisError("cannot delay DLS message")
-        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
-            raise MemphisValueError(f"delay must be a number of seconds >= 0, got {delay!r}")
+        check_number(delay, "delay", "seconds")
         msg.nak(delay=delay)
 
     def in_progress(self) -> None:
@@ -268,7 +271,7 @@ class Message:
         if not isinstance(msg, JsMsg):
             raise MemphisValueError("a re-sent DLS message can not be dead-lettered again")
         msg.term()
-        self._client._publish_json(
+        self._requester.publish_json(
             "$memphis_nacked_dls",
             {
                 "station_name": self.internal_station_name,

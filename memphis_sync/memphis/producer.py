@@ -14,10 +14,11 @@ import itertools
 import json
 import logging
 import threading
+import time
 import warnings
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Union
+from typing import Any, Deque, Dict, List, Optional, Sequence, Union
 
 import attrs
 
@@ -32,15 +33,16 @@ from ..errors import (
     RequestTimeout,
 )
 from ..nats.protocol.headers import Headers as _WireHeaders
+from ..jetstream.context import JetStream
 from ..jetstream.types import PubAck
 from .partition import partition_for_key
 from .message import HeadersArg, to_wire_headers
-from .station import check_int, internal_name
+from .registry import Registry, registry_key
+from .requester import Requester
+from .state import StationCache, StationState
+from .validate import check_int, internal_name
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import Memphis, _StationState
-
-__all__ = ["Producer", "encode_message"]
+__all__ = ["Producer", "encode_message", "open_producer"]
 
 logger = logging.getLogger("memphis_sync.producer")  # the name users configure (kept from the flat layout)
 
@@ -122,8 +124,11 @@ class Producer:
     producer_name: str
     station_name: Union[str, List[str]]
     real_name: str
-    _client: "Memphis" = attrs.field(repr=False)
-    _state: Optional["_StationState"] = attrs.field(default=None, repr=False)
+    _requester: Requester = attrs.field(repr=False)
+    _state: Optional[StationState] = attrs.field(default=None, repr=False)
+    _stations: Optional[StationCache] = attrs.field(default=None, repr=False, kw_only=True)
+    _registry: Optional[Registry] = attrs.field(default=None, repr=False, kw_only=True)
+    _js: Optional[JetStream] = attrs.field(default=None, repr=False, kw_only=True)
     internal_station_name: str = attrs.field(init=False)
     is_multi_station_producer: bool = attrs.field(init=False)
     _rr: "itertools.count[int]" = attrs.field(init=False, factory=itertools.count, repr=False)
@@ -140,7 +145,7 @@ class Producer:
     def _memphis_headers(self, msg_id: Optional[str]) -> Dict[str, str]:
         headers = {
             "$memphis_producedBy": self.producer_name,
-            "$memphis_connectionId": self._client.connection_id,
+            "$memphis_connectionId": self._requester.connection_id,
         }
         if msg_id is not None and msg_id != "":
             # Memphis brokers de-duplicate on "msg-id" (their JetStream's renamed header);
@@ -213,7 +218,7 @@ class Producer:
             raise MemphisError(f"producer {self.producer_name!r} was destroyed")
         if self.is_multi_station_producer:
             for station in self.station_name:  # type: ignore[union-attr]
-                producer = self._client._cached_producer(station, self.real_name)
+                producer = self._station_producer(station)
                 producer.produce(
                     message, ack_wait_sec=ack_wait_sec, headers=headers, nonblocking=nonblocking, msg_id=msg_id,
                     concurrent_task_limit=concurrent_task_limit, producer_partition_key=producer_partition_key,
@@ -232,7 +237,8 @@ class Producer:
             self._plain_headers if not headers and not msg_id else to_wire_headers(headers, self._memphis_headers(msg_id))
         )
         subject = self._subject(state, producer_partition_key, producer_partition_number)
-        js = self._client._js
+        js = self._js
+        assert js is not None
         if nonblocking:
             if concurrent_task_limit is not None:
                 check_int(concurrent_task_limit, "concurrent_task_limit", 1)
@@ -245,7 +251,7 @@ class Producer:
         except NoStreamResponseError as exc:
             raise NoStreamResponseError(f"{_PRODUCE_FAILED} (no stream answered on {subject!r})") from exc
         except RequestTimeout as exc:
-            raise RequestTimeout(f"produce to {subject!r}: no ack within ack_wait_sec={ack_wait_sec} (timeout){self._client._js.conn.link_state()}") from exc
+            raise RequestTimeout(f"produce to {subject!r}: no ack within ack_wait_sec={ack_wait_sec} (timeout){js.conn.link_state()}") from exc
 
     def _encode(self, message: Any, headers: HeadersArg) -> bytes:
         state = self._state
@@ -255,10 +261,39 @@ class Producer:
         try:
             return schema.serialize(message)
         except MemphisSchemaError as exc:
-            self._client._schema_failure(self, message, headers, exc)
+            self._report_schema_failure(message, headers, exc)
             raise
 
-    def _subject(self, state: "_StationState", key: Optional[str], number: int) -> str:
+    def _report_schema_failure(self, message: Any, headers: HeadersArg, error: MemphisSchemaError) -> None:
+        """Report a schema-validation failure to the schemaverse DLS and notifications (§6.6)."""
+        state, stations, requester = self._state, self._stations, self._requester
+        if state is None or state.schema is None or stations is None:
+            return
+        try:
+            text = _message_text(message)
+            if state.schemaverse_to_dls:
+                wire = to_wire_headers(headers, self._memphis_headers(None))
+                requester.publish_json(
+                    "$memphis_schemaverse_dls",
+                    {
+                        "station_name": self.internal_station_name,
+                        "producer": {"name": self.producer_name, "connection_id": requester.connection_id},
+                        "creation_unix": int(time.time()),
+                        "message": {"data": text.encode("utf-8").hex(), "headers": {k: wire[k] for k in wire}},
+                        "validation_error": str(error),
+                    },
+                )
+                if stations.send_notification:
+                    requester.notify(
+                        "Schema validation has failed",
+                        f"Station: {self.station_name}\nProducer: {self.producer_name}\nError:{error}",
+                        text,
+                        "schema_validation_fail_alert",
+                    )
+        except MemphisError:
+            logger.warning("could not report a schema failure to the DLS", exc_info=True)
+
+    def _subject(self, state: StationState, key: Optional[str], number: int) -> str:
         partitions = state.partitions
         internal = self.internal_station_name
         if not partitions:
@@ -354,7 +389,7 @@ class Producer:
             except FutureTimeout:  # only the wait ran out (a signal handler's error propagates)
                 raise RequestTimeout(
                     f"flush: {self.pending} message(s) of producer {self.producer_name!r} still unacknowledged "
-                    f"after {describe(timeout)}{self._client._js.conn.link_state()}"
+                    f"after {describe(timeout)}{self._requester.conn.link_state()}"
                 ) from None
         self._trim_done()
 
@@ -370,7 +405,7 @@ class Producer:
             return
         if self.is_multi_station_producer:
             for station in self.station_name:  # type: ignore[union-attr]
-                producer = self._client._producers.get(internal_name(station) + "_" + self.real_name)
+                producer = self._registry.producer(registry_key(station, self.real_name)) if self._registry else None
                 if producer is not None:
                     producer.destroy(timeout_retries)
             self._destroyed = True
@@ -379,15 +414,53 @@ class Producer:
             self.flush(timeout=None)
         except MemphisError:
             logger.debug("flush before destroy failed", exc_info=True)
-        client = self._client
-        body = {
-            "name": self.producer_name,
-            "station_name": self.station_name,
-            "username": client.username,
-            "connection_id": client.connection_id,
-            "req_version": _defaults.MEMPHIS_DESTROY_REQ_VERSION,
-        }
-        reply = client._request("$memphis_producer_destructions", body, _defaults.MEMPHIS_DESTROY_TIMEOUT, timeout_retries)
-        client._raise_for_text(reply, ignore="not exist", what=f"destroying producer {self.producer_name!r}")
+        self._requester.destroy("producer", self.producer_name, self.station_name, timeout_retries)  # type: ignore[arg-type]
         self._destroyed = True
-        client._forget_producer(self)
+        if self._registry is not None:
+            self._registry.forget_producer(self)
+        if self._stations is not None:
+            self._stations.unref(self._state)
+
+    def _station_producer(self, station_name: str) -> "Producer":
+        """This multi-station producer's producer of one station (created on first use)."""
+        assert self._stations is not None and self._registry is not None and self._js is not None
+        return open_producer(
+            self._requester, self._stations, self._registry, self._js, station_name, self.real_name, self.real_name,
+            _defaults.MEMPHIS_TIMEOUT_RETRIES,
+        )
+
+
+def open_producer(
+    requester: Requester, stations: StationCache, registry: Registry, js: JetStream,
+    station_name: str, producer_name: str, real_name: str, timeout_retries: int,
+) -> Producer:
+    """The cached producer of (station, real name), or a new one registered with the broker (§5).
+
+    One creation per (station, name) at a time: threads asking together get one producer.
+
+    Raises:
+        MemphisRequestError: the broker refused.
+    """
+    key = registry_key(station_name, real_name)
+    cached = registry.producer(key)
+    if cached is not None:
+        return cached
+    with registry.creation_lock(key):
+        cached = registry.producer(key)
+        if cached is not None:
+            return cached
+        data = requester.create("producer", producer_name, station_name, {}, timeout_retries)
+        state = stations.ref(internal_name(station_name), data)
+        producer = Producer(
+            producer_name.lower(), station_name, real_name, requester, state, stations=stations, registry=registry, js=js
+        )
+        return registry.add_producer(key, producer)
+
+
+def _message_text(message: Any) -> str:
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message).decode("utf-8", "replace")
+    serialize = getattr(message, "SerializeToString", None)
+    if callable(serialize):
+        return bytes(serialize()).decode("utf-8", "replace")
+    return str(message)

@@ -14,9 +14,9 @@ from typing import Any, Callable, Mapping, Optional
 
 import attrs
 
-from ..errors import MemphisMessageTypeError, MemphisSchemaError, MemphisValueError
+from ..errors import MemphisMessageTypeError, MemphisRequestError, MemphisSchemaError, MemphisValueError
 
-__all__ = ["Schema", "SCHEMA_TYPES", "validate_schema_name"]
+__all__ = ["Schema", "SCHEMA_TYPES", "validate_schema_name", "creation_body", "raise_for_creation_reply"]
 
 SCHEMA_TYPES = ("json", "graphql", "protobuf", "avro")
 _PREFIX = "Schema validation has failed: "
@@ -33,6 +33,44 @@ def validate_schema_name(name: Any) -> str:
     if not name[0].isalnum() or not name[-1].isalnum():
         raise MemphisValueError("Schema name cannot start or end with a non-alphanumeric character")
     return name
+
+
+def creation_body(schema_name: str, schema_type: str, schema_path: str, username: str) -> Mapping[str, Any]:
+    """Check the arguments of :meth:`Memphis.create_schema`, read the file, and return the
+    ``$memphis_schema_creations`` body (§10.5).
+
+    Raises:
+        MemphisValueError: a bad name or type, or the file cannot be read.
+    """
+    validate_schema_name(schema_name)
+    if schema_type not in SCHEMA_TYPES:
+        raise MemphisValueError(f"schema type not supported: {schema_type!r}; use one of {', '.join(SCHEMA_TYPES)}")
+    try:
+        with open(schema_path, encoding="utf-8") as handle:
+            content = handle.read()
+    except OSError as exc:
+        raise MemphisValueError(f"cannot read schema file {schema_path!r}: {exc}") from exc
+    return {
+        "name": schema_name,
+        "type": schema_type,
+        "created_by_username": username,
+        "schema_content": content,
+        "message_struct_name": "",
+    }
+
+
+def raise_for_creation_reply(schema_name: str, reply: str) -> None:
+    """Raise for a schema-creation reply with an error (a schema that exists already is none).
+
+    Raises:
+        MemphisRequestError: the broker refused the schema.
+    """
+    try:
+        error = (json.loads(reply) or {}).get("error", "") if reply else ""
+    except (ValueError, AttributeError):
+        error = reply
+    if error and "already exists" not in error:
+        raise MemphisRequestError(f"creating schema {schema_name!r}: {error}")
 
 
 def _need(module: str, extra: str) -> Any:

@@ -2,28 +2,23 @@
 
 A station is a set of partition streams named ``internal(name) + "$" + p`` (p = 1..N); the broker
 creates them on ``$memphis_station_creations``. ``internal(name)`` is the lower-cased name with
-``.`` replaced by ``#`` (§2.1). Names are checked here with the broker's own rules and texts
-(§2.2) so a bad name fails before anything is sent.
+``.`` replaced by ``#`` (§2.1). Names are checked (in :mod:`.validate`) with the broker's own
+rules and texts (§2.2) so a bad name fails before anything is sent.
 """
 
 from __future__ import annotations
 
 import enum
-import re
-from typing import TYPE_CHECKING, Any, Dict, Type, TypeVar
+from typing import Any, Dict
 
 import attrs
 
 from .. import _defaults
-from ..errors import MemphisValueError
+from .requester import Requester
+from .state import StationCache
+from .validate import check_bool, check_int, enum_value, internal_name, validate_name, validate_optional_name
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import Memphis
-
-__all__ = ["Retention", "Storage", "Station", "internal_name", "validate_name", "check_int", "enum_value"]
-
-_NAME_RE = re.compile(r"^[a-z0-9_.-]*$")
-_E = TypeVar("_E", bound=enum.Enum)
+__all__ = ["Retention", "Storage", "Station", "creation_body", "internal_name", "validate_name", "check_int", "enum_value"]
 
 
 class Retention(str, enum.Enum):
@@ -42,65 +37,43 @@ class Storage(str, enum.Enum):
     MEMORY = "memory"
 
 
-def internal_name(name: str) -> str:
-    """The broker's internal form of a station/group name: lower-case, ``.`` → ``#``."""
-    return name.lower().replace(".", "#")
-
-
-def validate_name(name: object, object_type: str) -> str:
-    """Check a name with the broker's rules and return it lower-cased.
-
-    Args:
-        name: the name given by the caller.
-        object_type: ``"Station"``, ``"Producer"``, ``"Consumer"`` or ``"Schema"`` (used in texts).
+def creation_body(
+    name: str, retention_type: Any, retention_value: int, storage_type: Any, replicas: int, idempotency_window_ms: int,
+    schema_name: str, send_poison_msg_to_dls: bool, send_schema_failed_msg_to_dls: bool,
+    tiered_storage_enabled: bool, partitions_number: int, dls_station: str, username: str,
+) -> Dict[str, Any]:
+    """Check the arguments of :meth:`Memphis.station` and return the ``$memphis_station_creations``
+    body (§4.1; the official SDK's keys and order).
 
     Raises:
-        MemphisValueError: with the broker's text (empty, over 128 characters, bad characters,
-            starting or ending with ``.``, ``-`` or ``_``).
+        MemphisValueError: a bad argument.
     """
-    if not isinstance(name, str):
-        raise MemphisValueError(f"{object_type} name must be a str, got {type(name).__name__}: {name!r}")
-    lowered = name.lower()
-    if not lowered:
-        raise MemphisValueError(f"{object_type} name can not be empty")
-    if len(lowered) > _defaults.MEMPHIS_MAX_NAME_LENGTH:
-        raise MemphisValueError(f"{object_type} should be under 128 characters ({name[:20]!r}... has {len(name)})")
-    if not _NAME_RE.match(lowered):
-        raise MemphisValueError(
-            f"Only alphanumeric and the '_', '-', '.' characters are allowed in {object_type} (got {name!r})"
-        )
-    if lowered[0] in "._-" or lowered[-1] in "._-":
-        raise MemphisValueError(f"{object_type} name can not start or end with non alphanumeric character (got {name!r})")
-    return lowered
-
-
-def check_int(value: Any, what: str, minimum: int, maximum: int = 2**63 - 1) -> int:
-    """Return ``value`` if it is an ``int`` (not a bool) in ``[minimum, maximum]``.
-
-    Raises:
-        MemphisValueError: naming ``what``, the bounds and the value.
-    """
-    if type(value) is not int or not minimum <= value <= maximum:
-        bound = f">= {minimum}" if maximum == 2**63 - 1 else f"between {minimum} and {maximum}"
-        raise MemphisValueError(f"{what} must be an int {bound}, got {value!r}")
-    return value
-
-
-def enum_value(cls: Type[_E], value: Any, what: str) -> _E:
-    """Accept a member of ``cls`` or its wire value (any case); refuse anything else clearly.
-
-    Raises:
-        MemphisValueError: ``value`` is not one of ``cls``.
-    """
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, str):
-        try:
-            return cls(value.lower())
-        except ValueError:
-            pass
-    choices = ", ".join(f"{cls.__name__}.{m.name} ({m.value!r})" for m in cls)
-    raise MemphisValueError(f"unknown {what} {value!r}; use one of {choices}")
+    validate_name(name, "Station")
+    retention = enum_value(Retention, retention_type, "retention_type")
+    storage = enum_value(Storage, storage_type, "storage_type")
+    check_int(retention_value, "retention_value", 0)
+    check_int(replicas, "replicas", 1, _defaults.MEMPHIS_MAX_REPLICAS)
+    check_int(idempotency_window_ms, "idempotency_window_ms", 0, _defaults.MEMPHIS_MAX_IDEMPOTENCY_WINDOW_MS)
+    check_int(partitions_number, "partitions_number", 0)
+    validate_optional_name(schema_name, "schema_name", "Schema")
+    validate_optional_name(dls_station, "dls_station", "Station")
+    check_bool(send_poison_msg_to_dls, "send_poison_msg_to_dls")
+    check_bool(send_schema_failed_msg_to_dls, "send_schema_failed_msg_to_dls")
+    check_bool(tiered_storage_enabled, "tiered_storage_enabled")
+    return {
+        "name": name,
+        "retention_type": retention.value,
+        "retention_value": retention_value,
+        "storage_type": storage.value,
+        "replicas": replicas,
+        "idempotency_window_in_ms": idempotency_window_ms,
+        "schema_name": schema_name,
+        "dls_configuration": {"poison": send_poison_msg_to_dls, "Schemaverse": send_schema_failed_msg_to_dls},
+        "username": username,
+        "tiered_storage_enabled": tiered_storage_enabled,
+        "partitions_number": partitions_number or 1,
+        "dls_station": dls_station,
+    }
 
 
 @attrs.define(eq=False)
@@ -113,7 +86,8 @@ class Station:
     """
 
     name: str
-    _client: "Memphis" = attrs.field(repr=False)
+    _requester: Requester = attrs.field(repr=False)
+    _stations: StationCache = attrs.field(repr=False)
     internal_station_name: str = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -128,9 +102,10 @@ class Station:
         Raises:
             MemphisRequestError: the broker refused.
         """
-        body: Dict[str, Any] = {"station_name": self.name, "username": self._client.username}
-        reply = self._client._request(
-            "$memphis_station_destructions", body, _defaults.MEMPHIS_DESTROY_TIMEOUT, timeout_retries
+        requester = self._requester
+        body: Dict[str, Any] = {"station_name": self.name, "username": requester.username}
+        requester.ask(
+            "$memphis_station_destructions", body, timeout_retries, what=f"destroying station {self.name!r}",
+            ignore="not exist", destroy=True,
         )
-        self._client._raise_for_text(reply, ignore="not exist", what=f"destroying station {self.name!r}")
-        self._client._forget_station(self.internal_station_name)
+        self._stations.forget_station(self.internal_station_name)

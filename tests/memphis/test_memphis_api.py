@@ -386,12 +386,12 @@ def test_clients_updates_remove_station(memphis, fake_plane):
     fake_plane.conn.publish("$memphis_sdk_clients_updates", json.dumps({"station_name": "", "type": "send_notification", "update": True}).encode())
     fake_plane.conn.flush()
     deadline = time.monotonic() + 5
-    while not (producer._state.schemaverse_to_dls and memphis._send_notification) and time.monotonic() < deadline:
+    while not (producer._state.schemaverse_to_dls and memphis._stations.send_notification) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert producer._state.schemaverse_to_dls and memphis._send_notification
+    assert producer._state.schemaverse_to_dls and memphis._stations.send_notification
     fake_plane.conn.publish("$memphis_sdk_clients_updates", json.dumps({"station_name": "rm", "type": "remove_station", "update": None}).encode())
     fake_plane.conn.flush()
-    while memphis._producers and time.monotonic() < deadline:
+    while memphis._registry.has_producers() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert memphis.producer("rm", "p") is not producer
 
@@ -799,7 +799,7 @@ def test_sdk_helper_methods(memphis, fake_plane):
     memphis.unset_cached_producer_station("helpers")
     assert memphis.producer("helpers", "p") is not producer
     memphis.unset_cached_consumer_station("helpers")
-    assert not memphis._consumers
+    assert not memphis._registry.has_consumers()
 
 
 def test_account_id_in_password_mode(nats_server_factory):

@@ -10,10 +10,11 @@ import pytest
 import memphis_sync
 from memphis_sync import Headers, MemphisConnectError, MemphisHeaderError, MemphisSchemaError, MemphisValueError
 from memphis_sync.memphis.partition import murmur3_32, partition_for_key
-from memphis_sync.memphis.client import _StationState, check_batch_size
+from memphis_sync.memphis.state import StationState
 from memphis_sync.memphis.producer import Producer, encode_message, pick_partition
 from memphis_sync.memphis.schemaverse import validate_schema_name
-from memphis_sync.memphis.station import Retention, Storage, check_int, enum_value, internal_name, validate_name
+from memphis_sync.memphis.station import Retention, Storage
+from memphis_sync.memphis.validate import check_batch_size, check_int, enum_value, internal_name, validate_name
 
 # Published MurmurHash3 x86_32 vectors (reference implementation / SMHasher verification set).
 VECTORS = [
@@ -164,14 +165,14 @@ def test_encode_message_types():
             encode_message(bad)
 
 
-class _FakeClient:
+class _FakeRequester:
     connection_id = "cid"
     username = "root"
 
 
 def _producer(partitions, functions=None):
-    state = _StationState("st#a", partitions=partitions, functions=functions or {})
-    return Producer("p", "st.a", "p", _FakeClient(), state)  # type: ignore[arg-type]
+    state = StationState("st#a", partitions=partitions, functions=functions or {})
+    return Producer("p", "st.a", "p", _FakeRequester(), state)  # type: ignore[arg-type]
 
 
 def test_producer_subjects_legacy_single_partitions_functions():

@@ -1,0 +1,128 @@
+"""The producers and consumers of one connection, by ``<internal station>_<real name>``.
+
+``Memphis.producer()`` returns the cached producer of a (station, name) pair, creating it once
+even when threads ask together (a creation lock per key); ``fetch_messages()`` reuses the
+cached consumer. Destroying a producer or consumer, or the station, forgets it here.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from .validate import internal_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .consumer import Consumer
+    from .producer import Producer
+
+__all__ = ["Registry", "registry_key"]
+
+
+def registry_key(station_name: str, real_name: str) -> str:
+    """The cache key of a producer or consumer: internal station name, ``_``, real name."""
+    return internal_name(station_name) + "_" + real_name
+
+
+class Registry:
+    """The cached producers and consumers of one connection. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._producers: Dict[str, "Producer"] = {}
+        self._consumers: Dict[str, "Consumer"] = {}
+        self._creating: Dict[str, threading.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"<Registry producers={len(self._producers)} consumers={len(self._consumers)}>"
+
+    # -- producers -----------------------------------------------------------------------
+
+    def producer(self, key: str) -> Optional["Producer"]:
+        """The cached producer of ``key``, or None."""
+        with self._lock:
+            return self._producers.get(key)
+
+    def add_producer(self, key: str, producer: "Producer") -> "Producer":
+        """Cache ``producer`` unless ``key`` has one already; return the cached one."""
+        with self._lock:
+            return self._producers.setdefault(key, producer)
+
+    def creation_lock(self, key: str) -> threading.Lock:
+        """The lock held while the producer of ``key`` is created (one creation at a time)."""
+        with self._lock:
+            lock = self._creating.get(key)
+            if lock is None:
+                lock = self._creating[key] = threading.Lock()
+            return lock
+
+    def forget_producer(self, producer: "Producer") -> None:
+        """Forget ``producer`` if it is the cached one of its key."""
+        self._forget(self._producers, producer)
+
+    def has_producers(self) -> bool:
+        """True while some producer is cached."""
+        return bool(self._producers)
+
+    # -- consumers -----------------------------------------------------------------------
+
+    def consumer(self, key: str) -> Optional["Consumer"]:
+        """The cached consumer of ``key``, or None."""
+        with self._lock:
+            return self._consumers.get(key)
+
+    def add_consumer(self, key: str, consumer: "Consumer") -> None:
+        """Cache ``consumer`` under ``key`` (replacing an older one)."""
+        with self._lock:
+            self._consumers[key] = consumer
+
+    def forget_consumer(self, consumer: "Consumer") -> None:
+        """Forget ``consumer`` if it is the cached one of its key."""
+        self._forget(self._consumers, consumer)
+
+    def consumers(self) -> List["Consumer"]:
+        """The cached consumers, now."""
+        with self._lock:
+            return list(self._consumers.values())
+
+    def has_consumers(self) -> bool:
+        """True while some consumer is cached."""
+        return bool(self._consumers)
+
+    # -- stations ------------------------------------------------------------------------
+
+    def unset_producers_of(self, internal: str) -> None:
+        """Forget the cached producers of a station (they are not destroyed)."""
+        self._unset(self._producers, internal)
+
+    def unset_consumers_of(self, internal: str) -> None:
+        """Forget the cached consumers of a station (they are not destroyed)."""
+        self._unset(self._consumers, internal)
+
+    def _forget(self, table: Dict[str, Any], item: Any) -> None:
+        key = item.internal_station_name + "_" + item.real_name
+        with self._lock:
+            if table.get(key) is item:
+                del table[key]
+
+    def _unset(self, table: Dict[str, Any], internal: str) -> None:
+        with self._lock:
+            for key in [k for k, v in table.items() if v.internal_station_name == internal]:
+                del table[key]
+
+    def drop_station(self, internal: str) -> List["Consumer"]:
+        """Forget every producer and consumer of a station; return the consumers dropped."""
+        prefix = internal + "_"
+        with self._lock:
+            for key in [k for k in self._producers if k.startswith(prefix)]:
+                del self._producers[key]
+            dropped = [(k, c) for k, c in self._consumers.items() if k.startswith(prefix)]
+            for key, _ in dropped:
+                del self._consumers[key]
+        return [consumer for _, consumer in dropped]
+
+    def clear(self) -> None:
+        """Forget every producer and consumer (on close)."""
+        with self._lock:
+            self._producers.clear()
+            self._consumers.clear()

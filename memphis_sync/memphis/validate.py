@@ -1,0 +1,138 @@
+"""The argument checks of the Memphis layer, once: names (the broker's rules and texts, §2.2),
+ints, numbers of a unit, batch sizes, enums.
+
+Every check raises :class:`~memphis_sync.errors.MemphisValueError` before anything is sent, and
+returns the value (lower-cased, for a name) so a caller can check and use it in one step.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Any, Optional, Type, TypeVar
+
+from .. import _defaults
+from ..errors import MemphisValueError
+
+__all__ = [
+    "internal_name", "validate_name", "validate_optional_name", "check_int", "check_number",
+    "check_bool", "check_batch_size", "enum_value",
+]
+
+_NAME_RE = re.compile(r"^[a-z0-9_.-]*$")
+_INT_MAX = 2**63 - 1
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def internal_name(name: str) -> str:
+    """The broker's internal form of a station/group name: lower-case, ``.`` → ``#``."""
+    return name.lower().replace(".", "#")
+
+
+def validate_name(name: object, object_type: str) -> str:
+    """Check a name with the broker's rules and return it lower-cased.
+
+    Args:
+        name: the name given by the caller.
+        object_type: ``"Station"``, ``"Producer"``, ``"Consumer"`` or ``"Schema"`` (used in texts).
+
+    Raises:
+        MemphisValueError: with the broker's text (empty, over 128 characters, bad characters,
+            starting or ending with ``.``, ``-`` or ``_``).
+    """
+    if not isinstance(name, str):
+        raise MemphisValueError(f"{object_type} name must be a str, got {type(name).__name__}: {name!r}")
+    lowered = name.lower()
+    if not lowered:
+        raise MemphisValueError(f"{object_type} name can not be empty")
+    if len(lowered) > _defaults.MEMPHIS_MAX_NAME_LENGTH:
+        raise MemphisValueError(f"{object_type} should be under 128 characters ({name[:20]!r}... has {len(name)})")
+    if not _NAME_RE.match(lowered):
+        raise MemphisValueError(
+            f"Only alphanumeric and the '_', '-', '.' characters are allowed in {object_type} (got {name!r})"
+        )
+    if lowered[0] in "._-" or lowered[-1] in "._-":
+        raise MemphisValueError(f"{object_type} name can not start or end with non alphanumeric character (got {name!r})")
+    return lowered
+
+
+def validate_optional_name(name: object, what: str, object_type: str) -> str:
+    """A ``str`` argument where ``""`` means none, and anything else must be a valid name.
+
+    Raises:
+        MemphisValueError: not a str (naming ``what``), or a bad name (see :func:`validate_name`).
+    """
+    if not isinstance(name, str):
+        raise MemphisValueError(f"{what} must be a str, got {name!r}")
+    if name:
+        validate_name(name, object_type)
+    return name
+
+
+def check_int(value: Any, what: str, minimum: int, maximum: int = _INT_MAX) -> int:
+    """Return ``value`` if it is an ``int`` (not a bool) in ``[minimum, maximum]``.
+
+    Raises:
+        MemphisValueError: naming ``what``, the bounds and the value.
+    """
+    if type(value) is not int or not minimum <= value <= maximum:
+        bound = f">= {minimum}" if maximum == _INT_MAX else f"between {minimum} and {maximum}"
+        raise MemphisValueError(f"{what} must be an int {bound}, got {value!r}")
+    return value
+
+
+def check_number(
+    value: Any, what: str, unit: str, *, above_zero: bool = False, finite: bool = False, or_none: bool = False
+) -> Optional[float]:
+    """Return ``value`` if it is an int or a float (not a bool) ``>= 0`` (``> 0`` with
+    ``above_zero``; not infinite with ``finite``), or None with ``or_none``.
+
+    Raises:
+        MemphisValueError: ``"<what> must be a number of <unit> >= 0, got ..."`` (NaN included).
+    """
+    if value is None and or_none:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = value > 0 if above_zero else value >= 0
+        if finite:
+            ok = ok and value < float("inf")
+    if not ok:
+        bound = "> 0" if above_zero else ">= 0"
+        raise MemphisValueError(f"{what} must be a number of {unit} {bound}{' or None' if or_none else ''}, got {value!r}")
+    return value
+
+
+def check_bool(value: Any, what: str) -> bool:
+    """Return ``value`` if it is a ``bool``.
+
+    Raises:
+        MemphisValueError: naming ``what``.
+    """
+    if not isinstance(value, bool):
+        raise MemphisValueError(f"{what} must be a bool, got {value!r}")
+    return value
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """Refuse a batch size outside 1..5000 with the SDK's text."""
+    if type(batch_size) is not int or not 1 <= batch_size <= _defaults.MEMPHIS_MAX_BATCH_SIZE:
+        raise MemphisValueError(f"Batch size can not be greater than 5000 or less than 1 (got {batch_size!r})")
+    return batch_size
+
+
+def enum_value(cls: Type[_E], value: Any, what: str) -> _E:
+    """Accept a member of ``cls`` or its wire value (any case); refuse anything else clearly.
+
+    Raises:
+        MemphisValueError: ``value`` is not one of ``cls``.
+    """
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        try:
+            return cls(value.lower())
+        except ValueError:
+            pass
+    choices = ", ".join(f"{cls.__name__}.{m.name} ({m.value!r})" for m in cls)
+    raise MemphisValueError(f"unknown {what} {value!r}; use one of {choices}")
