@@ -14,7 +14,7 @@ import memphis_sync
 import memphis_sync.errors
 from memphis_sync.nats.connection import TRANSITIONS
 
-DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
+DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 
 
 def _read(name: str) -> str:

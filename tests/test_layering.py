@@ -11,7 +11,7 @@ from typing import Iterator, List, Optional, Tuple
 
 import pytest
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "memphis_sync"
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "memphis_sync"
 
 #: Former flat module paths, kept as aliases of the moved modules (re-export only).
 ALIASES = {

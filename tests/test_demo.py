@@ -20,7 +20,7 @@ from memphis_sync.demo import format_report, run_demo
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 #: More messages than any machine produces in the few seconds before the signal.
 ENDLESS = "5000000"
 #: Seconds the demo gets to start, and to be gone after a signal or its time limit.
