@@ -19,8 +19,9 @@ the fixtures fail with a clear message rather than skipping the tests.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Iterator, List, TypeVar
 
 import pytest
 
@@ -28,7 +29,28 @@ from memphis_sync.broker.local import LocalBroker
 from memphis_sync.broker.server import find_nats_server
 from memphis_sync.errors import BrokerError
 
-__all__ = ["memphis_broker", "memphis_broker_function", "memphis_broker_factory"]
+__all__ = ["memphis_broker", "memphis_broker_function", "memphis_broker_factory", "wait_until"]
+
+_T = TypeVar("_T")
+
+
+def wait_until(condition: Callable[[], _T], timeout: float = 5.0, what: str = "", interval: float = 0.01) -> _T:
+    """Poll ``condition()`` until it returns something true, and return that; fail the test
+    (``pytest.fail``, naming ``what``) if ``timeout`` seconds pass first.
+
+    For effects that arrive asynchronously (a message routed by the broker, a reconnect, a
+    callback on another thread)::
+
+        wait_until(lambda: conn.is_connected(), 10, "the reconnect")
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what or getattr(condition, '__name__', 'the condition')}")
+        time.sleep(interval)
 
 
 def _require_binary() -> None:

@@ -19,6 +19,7 @@ from memphis_sync.broker.local import LocalBroker, default_store_dir
 from memphis_sync.nats.connection import connect
 from memphis_sync.errors import AuthorizationError, BrokerError, MemphisConnectError
 from memphis_sync.jetstream import JetStream
+from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,9 +91,7 @@ def test_restart_keeps_stations_messages_and_positions(memphis_broker_function: 
         # our connection reconnects by itself; the control plane is a new one on the same store
         assert broker.control_plane.get_station("keep.me")["partitions_list"] == [1, 2]
         assert [c["name"] for c in broker.control_plane.consumers("keep.me")] == ["c"]
-        deadline = time.monotonic() + 10
-        while not conn.is_connected() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: conn.is_connected(), 10, "conn.is_connected()")
         info = js.consumer_info("keep#me$1", "c")
         assert (info.ack_floor.stream_seq, info.num_pending) == (4, 6)
         sub = js.pull_subscribe("keep#me$1", "c")
@@ -215,9 +214,7 @@ def test_start_after_nats_server_was_killed_replaces_the_control_plane(memphis_b
     assert old_threads  # its reader and flusher
     pid = broker.pids[0]
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while broker.is_running() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not (broker.is_running()), 10, "not (broker.is_running())")
     assert not broker.is_running()
     broker.start()
     assert broker.control_plane is not old_plane and not old_plane.is_running()

@@ -18,6 +18,7 @@ import pytest
 from memphis_sync.nats.connection import Connection, connect
 from memphis_sync.errors import LocalProtocolError, MaxBlockTimeout, RequestTimeout
 from memphis_sync.jetstream import JetStream
+from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +43,11 @@ def _stream(js: JetStream, name: str) -> None:
     js.add_stream(None, name=name, subjects=[f"{name.lower()}.>"], storage="memory")
 
 
+def _proc_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()[0]
+
+
 @pytest.fixture
 def paused(nats_server):
     """Pause (SIGSTOP) the server; always resumed at teardown."""
@@ -50,6 +56,9 @@ def paused(nats_server):
     def pause() -> None:
         os.kill(nats_server.pid, signal.SIGSTOP)
         stopped.append(True)
+        # the signal is asynchronous: wait until the kernel shows the process stopped, so that
+        # no publish made after pause() can still be answered
+        wait_until(lambda: _proc_state(nats_server.pid) == "T", 5, "nats-server to be stopped")
 
     def resume() -> None:
         if stopped:
@@ -261,9 +270,7 @@ def test_publish_racing_the_timer_exit_still_times_out(conn):
     first = js.publish_async("void", b"first", timeout=0.1)
     with pytest.raises(RequestTimeout):
         first.result(timeout=5)
-    deadline = time.monotonic() + 5
-    while not raced and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: raced, 5, "raced")
     assert raced, "the timer never checked for an empty window"
     with pytest.raises(RequestTimeout):
         raced[0].result(timeout=5)  # resolved by a new timer, not orphaned

@@ -28,6 +28,7 @@ from memphis_sync import _defaults
 from memphis_sync.memphis.partition import partition_for_key
 from memphis_sync.memphis.client import APP_ID
 from memphis_sync.errors import AuthorizationError, RequestTimeout
+from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -385,14 +386,11 @@ def test_clients_updates_remove_station(memphis, fake_plane):
     fake_plane.conn.publish("$memphis_sdk_clients_updates", json.dumps({"station_name": "rm", "type": "schemaverse_to_dls", "update": True}).encode())
     fake_plane.conn.publish("$memphis_sdk_clients_updates", json.dumps({"station_name": "", "type": "send_notification", "update": True}).encode())
     fake_plane.conn.flush()
-    deadline = time.monotonic() + 5
-    while not (producer._state.schemaverse_to_dls and memphis._stations.send_notification) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: (producer._state.schemaverse_to_dls and memphis._stations.send_notification), 5, "(producer._state.schemaverse_to_dls and memphis._stations.send_notification)")
     assert producer._state.schemaverse_to_dls and memphis._stations.send_notification
     fake_plane.conn.publish("$memphis_sdk_clients_updates", json.dumps({"station_name": "rm", "type": "remove_station", "update": None}).encode())
     fake_plane.conn.flush()
-    while memphis._registry.has_producers() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not (memphis._registry.has_producers()), 5, "not (memphis._registry.has_producers())")
     assert memphis.producer("rm", "p") is not producer
 
 
@@ -555,9 +553,7 @@ def test_message_ack_verbs(memphis, fake_plane):
     assert set(redelivered) == {"nack", "delay"}
     assert redelivered["delay"][0] >= 0.4
     assert redelivered["nack"][1].get_delivery_count() == 2
-    deadline = time.monotonic() + 5
-    while not fake_plane.published["$memphis_nacked_dls"] and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: fake_plane.published["$memphis_nacked_dls"], 5, "fake_plane.published['$memphis_nacked_dls']")
     assert fake_plane.published["$memphis_nacked_dls"] == [
         {"station_name": "verbs", "error": "cannot parse", "partition": 1, "cg_name": "c", "seq": msgs["dead"].get_sequence_number()}
     ]
@@ -584,8 +580,7 @@ def test_resent_dls_messages(memphis, fake_plane):
         msg.delay(1)
     msg.nack()  # no-op
     msg.ack()
-    while not fake_plane.published["$memphis_pm_acks"] and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: fake_plane.published["$memphis_pm_acks"], 5, "fake_plane.published['$memphis_pm_acks']")
     assert fake_plane.published["$memphis_pm_acks"] == [{"id": 42, "cg_name": "grp"}]
 
 
@@ -640,12 +635,9 @@ def test_consume_callback_errors_do_not_stop_the_loop(memphis, fake_plane):
 
     consumer.consume(handler)
     producer.produce("1")
-    deadline = time.monotonic() + 5
-    while not calls and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: calls, 5, "calls")
     producer.produce("2")
-    while sum(calls) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not (sum(calls) < 2), 5, "not (sum(calls) < 2)")
     assert sum(calls) == 2
     memphis.close()  # close stops consume loops
     assert not consumer.is_consuming
@@ -742,9 +734,7 @@ def test_producers_and_consumers_keep_working_after_a_reconnect(nats_server, fak
             producer.produce(f"before-{i}")
         assert len(drain(consumer, 4)) == 4
         nats_server.restart()
-        deadline = time.monotonic() + 10
-        while not (m.is_connected() and fake_plane.conn.is_connected()) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: (m.is_connected() and fake_plane.conn.is_connected()), 10, "(m.is_connected() and fake_plane.conn.is_connected())")
         assert m.is_connected()
         for i in range(4):
             producer.produce(f"after-{i}", ack_wait_sec=5)

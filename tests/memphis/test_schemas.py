@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from memphis_sync import MemphisRequestError, MemphisSchemaError, MemphisValueError
+from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -62,9 +62,7 @@ def test_json_schema_validation_live_updates_and_dls(memphis, fake_plane, schema
         producer.produce(b"not json")
     with pytest.raises(MemphisSchemaError, match="Unsupported message type"):
         producer.produce(12)
-    deadline = time.monotonic() + 5
-    while len(fake_plane.published["$memphis_schemaverse_dls"]) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not (len(fake_plane.published["$memphis_schemaverse_dls"]) < 2), 5, "not (len(fake_plane.published['$memphis_schemaverse_dls']) < 2)")
     report = fake_plane.published["$memphis_schemaverse_dls"][0]
     assert report["station_name"] == "validated"
     assert report["producer"] == {"name": "p", "connection_id": memphis.connection_id}

@@ -23,6 +23,7 @@ from memphis_sync.errors import (
     SubscriptionClosedError,
 )
 from memphis_sync.nats.protocol.headers import Headers
+from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,9 +91,7 @@ def test_queue_group_shares_work(conn):
             other.publish("work", str(i).encode())
         other.flush()
         conn.flush()
-        deadline = time.monotonic() + 5
-        while a.pending_msgs + b.pending_msgs < 200 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not (a.pending_msgs + b.pending_msgs < 200), 5, "not (a.pending_msgs + b.pending_msgs < 200)")
         assert a.pending_msgs + b.pending_msgs == 200
         assert a.pending_msgs > 0 and b.pending_msgs > 0
     finally:
@@ -270,9 +269,7 @@ def test_server_restart_resubscribes_and_delivers_buffered(nats_server):
         c.publish("resume", b"before")
         assert sub.next_msg(timeout=2).payload == b"before"
         nats_server.stop()
-        deadline = time.monotonic() + 5
-        while c.is_connected() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not (c.is_connected()), 5, "not (c.is_connected())")
         assert c.status is ConnectionStatus.RECONNECTING
         for i in range(5):
             c.publish("resume", f"buffered-{i}".encode())
@@ -281,9 +278,7 @@ def test_server_restart_resubscribes_and_delivers_buffered(nats_server):
         assert got == [f"buffered-{i}".encode() for i in range(5)]
         c.publish("resume", b"after")
         assert sub.next_msg(timeout=2).payload == b"after"
-        deadline = time.monotonic() + 2
-        while events.count("reconnected") < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not (events.count("reconnected") < 1), 2, "not (events.count('reconnected') < 1)")
         assert events[:2] == ["disconnected", "reconnected"]
         assert c.stats["reconnects"] == 1
     finally:
@@ -294,9 +289,7 @@ def test_reconnect_buffer_limit_is_a_clear_error(nats_server):
     c = connect(nats_server.url, reconnect=FAST, reconnect_buffer_size=1000)
     try:
         nats_server.stop()
-        deadline = time.monotonic() + 5
-        while c.is_connected() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not (c.is_connected()), 5, "not (c.is_connected())")
         c.publish("x", b"a" * 500)
         with pytest.raises(OutboundBufferFullError) as info:
             c.publish("x", b"a" * 600)

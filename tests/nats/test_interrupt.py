@@ -15,8 +15,20 @@ import pytest
 
 from memphis_sync.nats.connection import connect
 from memphis_sync.jetstream import JetStream
+from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration
+
+
+def _stop(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until the kernel shows it stopped (the signal is asynchronous)."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped() -> bool:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "T"
+
+    wait_until(stopped, 5, f"process {pid} to be stopped")
 
 
 class Interrupted(Exception):
@@ -69,7 +81,7 @@ def test_ctrl_c_interrupts_next_msg_and_flush(nats_server, interrupt_after):
     try:
         sub = conn.subscribe("nothing")
         _interrupted_within(lambda: sub.next_msg(timeout=None), interrupt_after)
-        os.kill(nats_server.pid, signal.SIGSTOP)
+        _stop(nats_server.pid)
         try:
             _interrupted_within(lambda: conn.flush(timeout=None), interrupt_after)
         finally:
@@ -84,7 +96,7 @@ def test_ctrl_c_interrupts_a_wait_for_a_full_window_and_for_acks(nats_server, in
     try:
         js = JetStream(conn, max_pending=2, max_block=None)
         js.add_stream(None, name="CTRLC", subjects=["ctrlc"], storage="memory")
-        os.kill(nats_server.pid, signal.SIGSTOP)
+        _stop(nats_server.pid)
         try:
             futures = [js.publish_async("ctrlc", b"x", timeout=math.inf) for _ in range(2)]
             _interrupted_within(lambda: js.publish_async("ctrlc", b"blocked"), interrupt_after)
