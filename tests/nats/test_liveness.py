@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -54,7 +55,21 @@ def test_server_pings_are_answered(nats_server_factory):
     server = nats_server_factory(extra_config={"ping_interval": "50ms", "ping_max": 2})
     disconnected = threading.Event()
     with connect(server.url, ping_interval=3600, on_disconnected=lambda conn: disconnected.set()) as c:
-        time.sleep(0.6)  # idle for many server ping intervals
+        # positive control: a raw client that never answers PINGs is dropped meanwhile
+        with socket.create_connection((server.host, server.port), timeout=5) as raw:
+            raw.recv(4096)  # INFO
+            raw.sendall(b'CONNECT {"verbose":false}\r\n')
+            time.sleep(0.6)  # idle for many server ping intervals
+            seen = b""
+            try:
+                while True:
+                    chunk = raw.recv(4096)
+                    if not chunk:
+                        break
+                    seen += chunk
+            except OSError:
+                pass
+        assert b"PING" in seen and b"Stale Connection" in seen, seen
         assert not disconnected.is_set()
         assert c.is_connected()
         c.flush(timeout=2)
