@@ -13,9 +13,9 @@ from typing import Any, Dict, Iterator
 import pytest
 
 from memphis_sync.broker.local import LocalBroker
-from memphis_sync.nats.connection import Connection, connect
 from memphis_sync.errors import ConsumerNotFoundError, StreamNotFoundError
 from memphis_sync.jetstream import JetStream
+from memphis_sync.nats.connection import Connection, connect
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from typing import Callable
 
 import pytest
 
-from memphis_sync.nats.reconnect import ReconnectPolicy
 from memphis_sync.broker.local import LocalBroker, default_store_dir
-from memphis_sync.nats.connection import connect
 from memphis_sync.errors import AuthorizationError, BrokerError, MemphisConnectError
 from memphis_sync.jetstream import JetStream
+from memphis_sync.nats.connection import connect
+from memphis_sync.nats.reconnect import ReconnectPolicy
 from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration

@@ -13,14 +13,13 @@ import time
 from typing import Any, Callable, Dict, List
 
 import pytest
-
 from memphis import Headers, Memphis  # memphis-py==1.3.1, in the test extra
 from memphis.types import Retention, Storage
 
 from memphis_sync.broker.local import LocalBroker
-from memphis_sync.nats.connection import connect
 from memphis_sync.errors import StreamNotFoundError
 from memphis_sync.jetstream import JetStream
+from memphis_sync.nats.connection import connect
 
 pytestmark = [
     pytest.mark.integration,

@@ -10,8 +10,8 @@ import pytest
 
 from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.local import LocalBroker
-from memphis_sync.nats.connection import TlsOptions, connect
 from memphis_sync.jetstream import JetStream
+from memphis_sync.nats.connection import TlsOptions, connect
 
 pytestmark = pytest.mark.integration
 

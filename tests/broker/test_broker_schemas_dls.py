@@ -15,8 +15,8 @@ from typing import Any, Callable, Dict, Iterator
 import pytest
 
 from memphis_sync.broker.local import LocalBroker
-from memphis_sync.nats.connection import Connection, connect
 from memphis_sync.jetstream import JetStream
+from memphis_sync.nats.connection import Connection, connect
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from memphis_sync.nats.connection import ReconnectPolicy, connect
 from memphis_sync.errors import (
     ConsumerNameInUseError,
     ConsumerNotFoundError,
@@ -22,6 +21,7 @@ from memphis_sync.errors import (
 )
 from memphis_sync.jetstream import JetStream
 from memphis_sync.jetstream.types import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from memphis_sync.nats.connection import ReconnectPolicy, connect
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from typing import Iterator, List
 
 import pytest
 
-from memphis_sync.nats.connection import Connection, connect
 from memphis_sync.errors import LocalProtocolError, MaxBlockTimeout, RequestTimeout
 from memphis_sync.jetstream import JetStream
+from memphis_sync.nats.connection import Connection, connect
 from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import pytest
 
 import memphis_sync
-from memphis_sync.nats.connection import connect as nats_connect
 from memphis_sync.errors import ConsumerNotFoundError, JetStreamError, StreamNotFoundError
 from memphis_sync.jetstream import JetStream
 from memphis_sync.jetstream.types import ConsumerConfig, StreamConfig
+from memphis_sync.nats.connection import connect as nats_connect
 
 SERVICES = {
     "$memphis_station_creations": "memphis_station_creations_listeners_group",

@@ -23,11 +23,11 @@ from memphis_sync import (
     NoStreamResponseError,
     Retention,
     Storage,
+    _defaults,
 )
-from memphis_sync import _defaults
-from memphis_sync.memphis.partition import partition_for_key
-from memphis_sync.memphis.client import APP_ID
 from memphis_sync.errors import AuthorizationError, RequestTimeout
+from memphis_sync.memphis.client import APP_ID
+from memphis_sync.memphis.partition import partition_for_key
 from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration

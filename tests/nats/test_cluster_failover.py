@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from memphis_sync.nats.connection import ReconnectPolicy, connect
 from memphis_sync.errors import MessageTimeout
+from memphis_sync.nats.connection import ReconnectPolicy, connect
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ from typing import List
 
 import pytest
 
-from memphis_sync.nats.connection import Connection, ConnectionStatus, ReconnectPolicy, connect
 from memphis_sync.errors import (
     ConnectionClosedError,
     LocalProtocolError,
@@ -22,6 +21,7 @@ from memphis_sync.errors import (
     RequestTimeout,
     SubscriptionClosedError,
 )
+from memphis_sync.nats.connection import Connection, ConnectionStatus, ReconnectPolicy, connect
 from memphis_sync.nats.protocol.headers import Headers
 from memphis_sync.testing import wait_until
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from memphis_sync.nats.connection import ReconnectPolicy, TlsOptions, connect
 from memphis_sync.errors import AuthorizationError, MemphisConnectError
+from memphis_sync.nats.connection import ReconnectPolicy, TlsOptions, connect
 
 pytestmark = pytest.mark.integration
 

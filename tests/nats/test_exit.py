@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from memphis_sync.nats.connection import connect
 from memphis_sync.jetstream import JetStream
+from memphis_sync.nats.connection import connect
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from memphis_sync.nats.connection import connect
 from memphis_sync.errors import ForkedConnectionError
 from memphis_sync.jetstream import JetStream
+from memphis_sync.nats.connection import connect
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from memphis_sync.nats.connection import connect
 from memphis_sync.jetstream import JetStream
+from memphis_sync.nats.connection import connect
 from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration

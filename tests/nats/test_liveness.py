@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from memphis_sync.nats.connection import ConnectionStatus, ReconnectPolicy, connect
 from memphis_sync.errors import SlowConsumerError
+from memphis_sync.nats.connection import ConnectionStatus, ReconnectPolicy, connect
 
 pytestmark = pytest.mark.integration
 

@@ -41,15 +41,13 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import attrs
 import pytest
+from proxy import StallProxy
 
 import memphis_sync
-from memphis_sync import ReconnectPolicy, nats_connect
-from memphis_sync import _defaults
+from memphis_sync import ReconnectPolicy, _defaults, nats_connect
 from memphis_sync.errors import ConnectionClosedError, MemphisError
 from memphis_sync.jetstream import JetStream
 from memphis_sync.jetstream.types import AckPolicy, ConsumerConfig, StreamConfig
-
-from proxy import StallProxy
 
 #: Seconds pytest-timeout gives one test; faulthandler prints every stack ``DUMP_MARGIN`` before.
 TEST_TIMEOUT = 120

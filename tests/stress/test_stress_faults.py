@@ -50,20 +50,11 @@ from concurrent.futures import Future
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Type
 
 import pytest
-
-import memphis_sync
-from memphis_sync.errors import (
-    MaxBlockTimeout,
-    MemphisTimeoutError,
-    NoStreamResponseError,
-)
-from memphis_sync.memphis.station import Storage
-
 from stress_tools import (
     SLACK,
     Bounds,
-    all_library_stacks,
     Worker,
+    all_library_stacks,
     join_or_fail,
     release,
     spawn,
@@ -72,6 +63,14 @@ from stress_tools import (
     stored_messages,
     wait_for,
 )
+
+import memphis_sync
+from memphis_sync.errors import (
+    MaxBlockTimeout,
+    MemphisTimeoutError,
+    NoStreamResponseError,
+)
+from memphis_sync.memphis.station import Storage
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

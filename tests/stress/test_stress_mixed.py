@@ -21,12 +21,11 @@ from concurrent.futures import Future
 from typing import Any, Callable, Dict, List, Set, Tuple
 
 import pytest
+from stress_tools import Bounds, Worker, join_or_fail, release, spawn, wait_for
 
 import memphis_sync
 from memphis_sync import _defaults
 from memphis_sync.errors import JetStreamError, MemphisError, NoStreamResponseError
-
-from stress_tools import Bounds, Worker, join_or_fail, release, spawn, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,13 +19,12 @@ from concurrent.futures import Future
 from typing import Any, Callable, List, Tuple
 
 import pytest
+from stress_tools import join_or_fail, release, spawn, station_streams, stored_messages
 
 import memphis_sync
 from memphis_sync import nats_connect
 from memphis_sync.jetstream import JetStream
 from memphis_sync.jetstream.types import PubAck
-
-from stress_tools import join_or_fail, release, spawn, station_streams, stored_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
