@@ -45,8 +45,8 @@ def _rss_kb() -> int:
 
 
 def ours_pub(port, stream, size, count, window):
-    from memphis_sync.nats.connection import connect
     from memphis_sync.jetstream import JetStream
+    from memphis_sync.nats.connection import connect
 
     conn = connect(f"nats://127.0.0.1:{port}")
     js = JetStream(conn, max_pending=max(1, window))
@@ -68,8 +68,8 @@ def ours_pub(port, stream, size, count, window):
 
 
 def ours_fetch(port, stream, size, count, batch):
-    from memphis_sync.nats.connection import connect
     from memphis_sync.jetstream import JetStream
+    from memphis_sync.nats.connection import connect
 
     conn = connect(f"nats://127.0.0.1:{port}")
     js = JetStream(conn)
@@ -90,8 +90,8 @@ def ours_fetch(port, stream, size, count, batch):
 
 
 def ours_memory(port, stream, size, count, window):
-    from memphis_sync.nats.connection import connect
     from memphis_sync.jetstream import JetStream
+    from memphis_sync.nats.connection import connect
 
     conn = connect(f"nats://127.0.0.1:{port}")
     js = JetStream(conn, max_pending=window)
@@ -213,9 +213,9 @@ def main():
 
     sys.path.insert(0, ROOT)
     from memphis_sync.broker import NatsServer
-    from memphis_sync.nats.connection import connect
     from memphis_sync.jetstream import JetStream
     from memphis_sync.jetstream.types import ConsumerConfig, StreamConfig
+    from memphis_sync.nats.connection import connect
 
     results = {}
     with NatsServer(port=0, extra_config={"jetstream": {"max_memory_store": 8 * 1024**3}}) as server:

@@ -123,7 +123,7 @@ OLD_PUBLIC = {
 #: Former flat modules and where they live now.
 MOVED = {
     "memphis_sync.connection": "memphis_sync.nats.connection",
-    "memphis_sync.protocol": "memphis_sync.nats.protocol.wire",
+    "memphis_sync.protocol": "memphis_sync.nats.protocol",
     "memphis_sync.headers": "memphis_sync.nats.protocol.headers",
     "memphis_sync.transport": "memphis_sync.nats.transport",
     "memphis_sync.subscription": "memphis_sync.nats.subscription",
@@ -171,7 +171,9 @@ def test_settings_set_through_an_old_path_reach_the_new_module() -> None:
 @pytest.mark.parametrize("module, logger_name", [
     ("memphis_sync.nats.connection", "memphis_sync.connection"),
     ("memphis_sync.nats.reconnect", "memphis_sync.connection"),
-    ("memphis_sync.jetstream.context", "memphis_sync.jetstream"),
+    ("memphis_sync.jetstream.api", "memphis_sync.jetstream"),
+    ("memphis_sync.jetstream.publish", "memphis_sync.jetstream"),
+    ("memphis_sync.jetstream.pull", "memphis_sync.js_pull"),
     ("memphis_sync.memphis.client", "memphis_sync.client"),
 ])
 def test_logger_names_are_kept(module: str, logger_name: str) -> None:

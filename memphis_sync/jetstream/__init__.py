@@ -2,7 +2,7 @@
 requests, publish with acks (one by one, or pipelined with futures), pull consumers and their
 messages."""
 
-from .context import JetStream
+from .api import JetStream
 from .msg import JsMsg, MsgMetadata
 from .pull import PullSubscription, RawStreamMsg
 from .types import ConsumerConfig, ConsumerInfo, PubAck, StreamConfig, StreamInfo

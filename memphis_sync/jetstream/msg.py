@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Optional
 import attrs
 
 from ..errors import LocalProtocolError, MessageAlreadyAckedError, RemoteProtocolError
+from ..nats.protocol.events import Msg
 from ..nats.protocol.headers import Headers
-from ..nats.protocol.wire import Msg
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..nats.connection import Connection

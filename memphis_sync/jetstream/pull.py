@@ -35,12 +35,13 @@ from ..errors import (
     MessageTimeout,
     SubscriptionClosedError,
 )
+from ..nats.protocol.events import Msg
 from ..nats.protocol.headers import Headers
+from ..nats.protocol.parser import Parser
 from .msg import JsMsg
-from ..nats.protocol.wire import Msg, Parser
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .context import JetStream
+    from ..nats.connection import Connection
 
 __all__ = ["PullSubscription", "RawStreamMsg"]
 
@@ -99,21 +100,20 @@ class RawStreamMsg:
 
 
 class PullSubscription:
-    """A bound pull consumer. Create with :meth:`JetStream.pull_subscribe`.
+    """A bound pull consumer. Create with :meth:`JetStream.pull_subscribe`, which passes its
+    connection and API ``prefix`` (``$JS.API``...).
 
     ``fetch`` may be called from any thread, but concurrent fetches on one subscription share
     its message queue; use one subscription per fetching thread for strict batches.
     """
 
-    def __init__(self, js: "JetStream", stream: str, consumer: str) -> None:
-        self.js = js
+    def __init__(self, conn: "Connection", prefix: str, stream: str, consumer: str) -> None:
         self.stream = stream
         self.consumer = consumer
-        conn = js.conn
         self._conn = conn
         self._inbox = conn.new_inbox()
         self._sub = conn.subscribe(self._inbox + ".*")
-        self._next_subject = f"{js.prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._next_subject = f"{prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._req_ids = itertools.count(1)
 
     def __repr__(self) -> str:

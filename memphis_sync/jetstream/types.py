@@ -9,11 +9,15 @@ model; every info keeps the ``raw`` response.
 from __future__ import annotations
 
 import enum
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional
+import json
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional
 
 import attrs
 
-from ..errors import LocalProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..nats.protocol.events import Msg
 
 __all__ = [
     "RetentionPolicy",
@@ -49,6 +53,17 @@ def validate_name(name: object, what: str = "name") -> str:
     if bad:
         raise LocalProtocolError(f"invalid {what} {name!r}: contains {''.join(bad)!r}")
     return name
+
+
+def _decode(msg: Msg, what: str) -> Dict[str, Any]:
+    """The JSON object of a ``$JS.API`` (or PubAck) reply; ``what`` names the request in errors."""
+    try:
+        data = json.loads(msg.payload)
+    except ValueError as exc:
+        raise RemoteProtocolError(f"{what}: the server's reply is not JSON: {msg.payload[:80]!r}") from exc
+    if not isinstance(data, dict):
+        raise RemoteProtocolError(f"{what}: the server's reply is not a JSON object: {msg.payload[:80]!r}")
+    return data
 
 
 def _to_ns(seconds: Optional[float]) -> int:

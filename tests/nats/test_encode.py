@@ -6,10 +6,10 @@ from typing import Any, Callable
 
 import pytest
 
-from memphis_sync import protocol
 from memphis_sync.errors import LocalProtocolError, PayloadTooLargeError
+from memphis_sync.nats.protocol import encoder
 from memphis_sync.nats.protocol.headers import Headers
-from memphis_sync.nats.protocol.wire import (
+from memphis_sync.nats.protocol.encoder import (
     check_payload_size,
     encode_connect,
     encode_err,
@@ -99,8 +99,8 @@ def test_hpub_sizes() -> None:
 def test_encode_pub_cache_is_bounded_and_correct() -> None:
     for n in range(9000):
         assert encode_pub(f"cache.{n}", b"") == b"PUB cache.%d 0\r\n\r\n" % n
-    assert len(protocol._PUB_PREFIXES) <= 8192
-    assert len(protocol._SUBJECTS) <= 8192
+    assert len(encoder._PUB_PREFIXES) <= 8192
+    assert len(encoder._SUBJECTS) <= 8192
     assert encode_pub("cache.1", b"x") == b"PUB cache.1 1\r\nx\r\n"
 
 
@@ -239,7 +239,7 @@ def test_injection_attempts_raise(call: Callable[[], bytes]) -> None:
 
 
 def test_non_utf8_subject_from_the_wire_round_trips() -> None:
-    from memphis_sync.nats.protocol.wire import Parser
+    from memphis_sync.nats.protocol.parser import Parser
 
     (msg,) = Parser().feed(b"MSG a\xff.b 1 r\xfe.x 0\r\n\r\n")
     assert msg.subject == "a\udcff.b" and msg.reply == "r\udcfe.x"

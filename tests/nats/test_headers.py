@@ -8,7 +8,7 @@ import pytest
 
 from memphis_sync.errors import LocalProtocolError
 from memphis_sync.nats.protocol.headers import Headers
-from memphis_sync.nats.protocol.wire import encode_headers
+from memphis_sync.nats.protocol.encoder import encode_headers
 
 
 def test_empty() -> None:

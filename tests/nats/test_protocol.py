@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from memphis_sync.errors import RemoteProtocolError
 from memphis_sync.nats.protocol.headers import Headers
-from memphis_sync.nats.protocol.wire import (
+from memphis_sync.nats.protocol import (
     CLIENT,
     DEFAULT_MAX_PAYLOAD,
     EOF,
