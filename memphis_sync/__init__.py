@@ -57,7 +57,7 @@ from .errors import (
 )
 from .memphis.message import Headers, Message
 from .memphis.producer import Producer
-from .nats.protocol.wire import Msg
+from .nats.protocol import Msg
 from .memphis.station import Retention, Station, Storage
 from .nats.subscription import Subscription
 

@@ -22,7 +22,7 @@ from memphis_sync import _defaults
 from memphis_sync.broker import rules
 from memphis_sync.broker.metadata import MetadataStore
 from memphis_sync.errors import MemphisError, StreamNotFoundError
-from memphis_sync.jetstream.context import JetStream
+from memphis_sync.jetstream import JetStream
 from memphis_sync.nats.connection import Connection
 
 __all__ = ["BrokerContext", "SDK_CLIENTS_UPDATES"]

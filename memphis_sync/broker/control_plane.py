@@ -42,9 +42,9 @@ from memphis_sync.broker.handlers.schemas import SCHEMA_SERVICES, Schemaverse
 from memphis_sync.broker.handlers.stations import Stations
 from memphis_sync.broker.metadata import MetadataStore
 from memphis_sync.errors import JetStreamError, MemphisError
-from memphis_sync.jetstream.context import JetStream
+from memphis_sync.jetstream import JetStream
 from memphis_sync.nats.connection import Connection, TlsOptions
-from memphis_sync.nats.protocol.wire import Msg
+from memphis_sync.nats.protocol import Msg
 from memphis_sync.nats.reconnect import ReconnectPolicy
 
 __all__ = ["ControlPlane", "SERVICES"]

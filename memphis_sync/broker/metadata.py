@@ -21,7 +21,7 @@ import logging
 from typing import Any, Dict, Final, Mapping, Optional
 
 from memphis_sync.errors import MessageNotFoundError, StreamNameInUseError, WrongLastSequenceError
-from memphis_sync.jetstream.context import JetStream
+from memphis_sync.jetstream import JetStream
 
 __all__ = ["MetadataStore", "METADATA_STREAM", "METADATA_PREFIX"]
 

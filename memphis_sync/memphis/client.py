@@ -24,7 +24,7 @@ from .. import _defaults
 from .._timeouts import deadline_after, left
 from ..nats.connection import Connection
 from ..errors import ConnectionClosedError, MemphisConnectError, MemphisValueError
-from ..jetstream.context import JetStream
+from ..jetstream import JetStream
 from .consumer import Consumer, open_consumer
 from .consumer import creation_fields as consumer_creation_fields
 from .message import HeadersArg, Message

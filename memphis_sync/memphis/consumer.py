@@ -29,13 +29,13 @@ from ..errors import (
     MemphisValueError,
     SubscriptionClosedError,
 )
-from ..jetstream.context import JetStream
+from ..jetstream import JetStream
 from ..jetstream.types import ConsumerConfig, DeliverPolicy
 from ..jetstream.pull import PullSubscription
 from .message import Message
 from .partition import partition_for_key
 from .producer import check_partition_args, check_partition_number, pick_partition
-from ..nats.protocol.wire import Msg
+from ..nats.protocol import Msg
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState

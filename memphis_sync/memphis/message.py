@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 from ..nats.protocol import headers as _nats_headers
 from ..errors import LocalProtocolError, MemphisError, MemphisHeaderError, MemphisSchemaError, MemphisValueError
 from ..jetstream.msg import JsMsg
-from ..nats.protocol.wire import Msg
+from ..nats.protocol import Msg
 from .validate import check_number
 
 if TYPE_CHECKING:  # pragma: no cover

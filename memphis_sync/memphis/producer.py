@@ -33,7 +33,7 @@ from ..errors import (
     RequestTimeout,
 )
 from ..nats.protocol.headers import Headers as _WireHeaders
-from ..jetstream.context import JetStream
+from ..jetstream import JetStream
 from ..jetstream.types import PubAck
 from .partition import partition_for_key
 from .message import HeadersArg, to_wire_headers

@@ -27,7 +27,7 @@ from ..errors import (
     NoRespondersError,
     RequestTimeout,
 )
-from ..jetstream.context import JetStream
+from ..jetstream import JetStream
 from ..nats.connection import Connection, TlsOptions
 from ..nats.reconnect import ReconnectPolicy
 from .validate import check_int, check_number

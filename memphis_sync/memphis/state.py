@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import attrs
 
 from ..errors import MemphisError, MemphisSchemaError
-from ..nats.protocol.wire import Msg
+from ..nats.protocol import Msg
 from .registry import Registry
 from .requester import Requester
 

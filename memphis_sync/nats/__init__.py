@@ -4,7 +4,7 @@ dial, how to reconnect, and the connection's threads."""
 
 from .connection import Connection, ConnectionStatus, connect
 from .protocol.headers import Headers
-from .protocol.wire import Msg
+from .protocol import Msg
 from .reconnect import ReconnectPolicy
 from .servers import ServerAddress, TlsOptions
 from .subscription import Subscription

@@ -54,7 +54,8 @@ from .dial import _Dialer
 from .fork import _ForkGuard, _fork_generation, _live_connections
 from .interest import _Interest
 from .outbox import _WRITE_HIGH_WATER, HeadersLike, _Outbox
-from .protocol.wire import _PUB_PREFIXES, Info, Msg, validate_publish_subject
+from .protocol.encoder import _PUB_PREFIXES
+from .protocol import Info, Msg, validate_publish_subject
 from .reader import _Reader
 from .reconnect import ReconnectPolicy
 from .request import _Replies, _Waiter

@@ -23,7 +23,7 @@ from .. import _defaults
 from .._version import __version__
 from ..errors import AuthorizationError, ConnectTimeout, LocalProtocolError, MemphisConnectError, NetworkError
 from .handshake import await_pong, read_info
-from .protocol.wire import PING, Info, Parser, encode_connect
+from .protocol import PING, Info, Parser, encode_connect
 from .reconnect import build_retrying
 from .servers import ServerAddress, TlsOptions
 from .transport import SocketStream, Stream, TlsStream, open_tcp

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from ..errors import AuthorizationError, ConnectTimeout, MemphisConnectError, ReadError, error_from_server
-from .protocol.wire import EOF, NEED_DATA, PONG, Err, Info, Parser, Ping, Pong
+from .protocol import EOF, NEED_DATA, PONG, Err, Info, Parser, Ping, Pong
 from .transport import Stream
 
 __all__ = ["read_info", "await_pong"]

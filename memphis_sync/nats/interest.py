@@ -17,7 +17,7 @@ import threading
 from typing import Dict, Iterator, List, Optional
 
 from ..errors import ConnectionClosedError, LocalProtocolError
-from .protocol.wire import encode_sub, encode_unsub
+from .protocol import encode_sub, encode_unsub
 from .status import CLOSED, CONNECTED, DRAINING, ConnectionStatus
 from .subscription import MessageHandler, Subscription
 

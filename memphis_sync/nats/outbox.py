@@ -53,7 +53,7 @@ from ..errors import (
 )
 from .fork import _fork_generation
 from .protocol.headers import Headers
-from .protocol.wire import PING, encode_hpub, encode_pub
+from .protocol import PING, encode_hpub, encode_pub
 from .status import CLOSED, CONNECTED, DRAINING
 from .transport import WRITE_DEADLINE
 

@@ -33,7 +33,7 @@ from ..errors import (
     StaleConnectionError,
     error_from_server,
 )
-from .protocol.wire import EOF, PONG, Err, Info, Msg, Ping, Pong, encode_sub, encode_unsub
+from .protocol import EOF, PONG, Err, Info, Msg, Ping, Pong, encode_sub, encode_unsub
 from .reconnect import build_retrying
 from .status import CLOSED, CONNECTED, RECONNECTING
 

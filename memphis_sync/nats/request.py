@@ -23,7 +23,8 @@ from .._timeouts import describe, left
 from ..errors import NoRespondersError, PayloadTooLargeError, RequestTimeout
 from ._nuid import Nuid
 from .outbox import HeadersLike
-from .protocol.wire import _PUB_PREFIXES, Msg, encode_headers
+from .protocol.encoder import _PUB_PREFIXES
+from .protocol import Msg, encode_headers
 from .subscription import Subscription
 
 __all__: List[str] = []

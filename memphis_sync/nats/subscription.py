@@ -21,7 +21,7 @@ from typing import Callable, Iterator, List, Optional, Protocol
 from .. import _defaults
 from .._timeouts import check_timeout, deadline_after, describe, left
 from ..errors import MessageTimeout, SlowConsumerError, SubscriptionClosedError
-from .protocol.wire import Msg
+from .protocol import Msg
 
 __all__ = ["Subscription", "MessageHandler", "SubscriptionOwner"]
 
