@@ -18,7 +18,7 @@ import time
 import warnings
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Deque, Dict, List, Optional, Sequence, Union
+from typing import Any, Deque, Dict, List, Literal, Optional, Sequence, Union, overload
 
 import attrs
 
@@ -156,6 +156,35 @@ class Producer:
         return headers
 
     # -- produce -------------------------------------------------------------------------
+
+    @overload
+    def produce(
+        self,
+        message: Any,
+        ack_wait_sec: float = ...,
+        headers: HeadersArg = ...,
+        async_produce: Optional[bool] = ...,
+        *,
+        nonblocking: Literal[True],
+        msg_id: Optional[str] = ...,
+        concurrent_task_limit: Optional[int] = ...,
+        producer_partition_key: Optional[str] = ...,
+        producer_partition_number: int = ...,
+    ) -> Optional["Future[PubAck]"]: ...
+
+    @overload
+    def produce(
+        self,
+        message: Any,
+        ack_wait_sec: float = ...,
+        headers: HeadersArg = ...,
+        async_produce: Optional[bool] = ...,
+        nonblocking: bool = ...,
+        msg_id: Optional[str] = ...,
+        concurrent_task_limit: Optional[int] = ...,
+        producer_partition_key: Optional[str] = ...,
+        producer_partition_number: int = ...,
+    ) -> Union[PubAck, "Future[PubAck]", None]: ...
 
     def produce(
         self,
