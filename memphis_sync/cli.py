@@ -105,7 +105,7 @@ def _load_tqdm() -> Any:
     except ImportError:
         return None
 
-    class Bar(tqdm):  # type: ignore[misc, valid-type]
+    class Bar(tqdm):  # type: ignore[misc]  # tqdm ships no types: its class is Any to mypy
         monitor_interval = 0
 
     return Bar

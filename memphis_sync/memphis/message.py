@@ -64,7 +64,7 @@ class Headers(_nats_headers.Headers):
                 for item in value if isinstance(value, (list, tuple)) else (value,):
                     pairs.append((name, item))
         else:
-            pairs = list(data)  # type: ignore[arg-type]
+            pairs = list(data)
         for pair in pairs:
             try:
                 name, value = pair

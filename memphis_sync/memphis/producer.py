@@ -246,7 +246,7 @@ class Producer:
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name!r} was destroyed")
         if self.is_multi_station_producer:
-            for station in self.station_name:  # type: ignore[union-attr]
+            for station in self.station_name:
                 producer = self._station_producer(station)
                 producer.produce(
                     message, ack_wait_sec=ack_wait_sec, headers=headers, nonblocking=nonblocking, msg_id=msg_id,
@@ -433,7 +433,7 @@ class Producer:
         if self._destroyed:
             return
         if self.is_multi_station_producer:
-            for station in self.station_name:  # type: ignore[union-attr]
+            for station in self.station_name:
                 producer = self._registry.producer(registry_key(station, self.real_name)) if self._registry else None
                 if producer is not None:
                     producer.destroy(timeout_retries)
