@@ -13,7 +13,9 @@ instance attributes its docstring names:
 * ``callbacks`` - the ``memphis-sync-events-<n>`` thread (started on first use), which runs
   the user's connection callbacks; ``shutdown`` - closing, and the interpreter-exit hook;
 * ``status`` - the status table; ``fork`` - what a forked child does with an inherited
-  connection.
+  connection;
+* ``_core`` - ``_ConnectionCore``, the one base of every mixin: the instance attributes (and,
+  for the type checker only, the methods) they use across modules, as annotations only.
 
 Callback subscriptions each have a worker thread (see ``subscription``). ``<n>`` is a
 per-process connection number.
