@@ -4,12 +4,7 @@ The NATS layer (:class:`Connection`, subscriptions, request/reply) is usable on 
 NATS server; the Memphis API builds on it.
 """
 
-from .nats.reconnect import ReconnectPolicy
-from .memphis.client import Memphis, connect
-from .memphis.consumer import Consumer
 from ._version import __version__
-from .nats.connection import Connection, ConnectionStatus, ServerAddress, TlsOptions
-from .nats.connection import connect as nats_connect
 from .errors import (
     AuthorizationError,
     BrokerError,
@@ -18,13 +13,12 @@ from .errors import (
     ConsumerNameInUseError,
     ConsumerNotFoundError,
     DrainTimeout,
-    MaxBlockTimeout,
-    UnconfirmedPublishWarning,
     FlushTimeout,
     ForkedConnectionError,
     JetStreamError,
     JetStreamNotEnabledError,
     LocalProtocolError,
+    MaxBlockTimeout,
     MemphisConnectError,
     MemphisError,
     MemphisHeaderError,
@@ -52,13 +46,19 @@ from .errors import (
     StreamNameInUseError,
     StreamNotFoundError,
     SubscriptionClosedError,
+    UnconfirmedPublishWarning,
     WriteError,
     WrongLastSequenceError,
 )
+from .memphis.client import Memphis, connect
+from .memphis.consumer import Consumer
 from .memphis.message import Headers, Message
 from .memphis.producer import Producer
-from .nats.protocol import Msg
 from .memphis.station import Retention, Station, Storage
+from .nats.connection import Connection, ConnectionStatus, ServerAddress, TlsOptions
+from .nats.connection import connect as nats_connect
+from .nats.protocol import Msg
+from .nats.reconnect import ReconnectPolicy
 from .nats.subscription import Subscription
 
 __all__ = [

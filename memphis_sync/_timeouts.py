@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Optional, overload
 
 from .errors import LocalProtocolError
 
@@ -41,6 +41,12 @@ def deadline_after(timeout: Any, what: str = "timeout", *, error: type = LocalPr
     return None if seconds is None else time.monotonic() + seconds
 
 
+@overload
+def left(deadline: float) -> float: ...
+@overload
+def left(deadline: None) -> None: ...
+@overload
+def left(deadline: Optional[float]) -> Optional[float]: ...
 def left(deadline: Optional[float]) -> Optional[float]:
     """Seconds until ``deadline`` (>= 0), or None for no deadline: safe for any ``wait()``."""
     if deadline is None:

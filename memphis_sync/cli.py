@@ -105,7 +105,7 @@ def _load_tqdm() -> Any:
     except ImportError:
         return None
 
-    class Bar(tqdm):  # type: ignore[misc, valid-type]
+    class Bar(tqdm):  # type: ignore[misc]  # tqdm ships no types: its class is Any to mypy
         monitor_interval = 0
 
     return Bar
@@ -132,7 +132,7 @@ def _demo(args: argparse.Namespace, out: Optional[TextIO] = None, err: Optional[
             return
         raise _Interrupted(signum)
 
-    previous: Dict[int, Any] = {}
+    previous: Dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(sig) is not signal.SIG_IGN:  # a shell's background job ignores SIGINT: stay deaf

@@ -343,8 +343,8 @@ def run_demo(
         KeyboardInterrupt: re-raised after the teardown (likewise any exception raised in the
             calling thread, e.g. by a signal handler).
     """
-    from .memphis import client
     from .broker.local import LocalBroker
+    from .memphis import client
 
     if messages < 1 or producers < 1 or consumers < 1 or size < 32:
         raise ValueError("messages, producers and consumers must be >= 1 and size >= 32")

@@ -183,6 +183,10 @@ class MaxBlockTimeout(MemphisTimeoutError):
 class AuthorizationError(MemphisError):
     """The server refused our credentials (``-ERR 'Authorization Violation'`` and kin)."""
 
+    #: Set by the dialer when it dropped the last server of the pool for refusing our
+    #: credentials: the reconnect policy then stops retrying.
+    final: bool = False
+
 
 class PermissionViolationError(MemphisError):
     """The server refused a publish or subscribe for lack of permission."""

@@ -7,10 +7,10 @@
 ``$memphis_*`` requests.
 """
 
-from memphis_sync.broker.config import TlsFiles, find_nats_server
-from memphis_sync.broker.server import NatsServer
 from memphis_sync.broker.cluster import NatsCluster
+from memphis_sync.broker.config import TlsFiles, find_nats_server
 from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.local import LocalBroker, default_store_dir
+from memphis_sync.broker.server import NatsServer
 
 __all__ = ["NatsServer", "NatsCluster", "TlsFiles", "find_nats_server", "LocalBroker", "ControlPlane", "default_store_dir"]

@@ -14,8 +14,8 @@ import threading
 from typing import Any, Dict, TextIO
 
 from memphis_sync import _defaults
-from memphis_sync.broker.local import LocalBroker, default_store_dir
 from memphis_sync.broker.config import TlsFiles
+from memphis_sync.broker.local import LocalBroker, default_store_dir
 from memphis_sync.errors import BrokerError, MemphisError
 
 __all__ = ["add_arguments", "run"]

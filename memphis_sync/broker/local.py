@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from memphis_sync import _defaults
-from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.cluster import NatsCluster
 from memphis_sync.broker.config import PathLike, TlsFiles, find_nats_server
+from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.server import DEFAULT_TIMEOUT, NatsServer
-from memphis_sync.nats.connection import TlsOptions
 from memphis_sync.errors import BrokerError
+from memphis_sync.nats.connection import TlsOptions
 
 __all__ = ["LocalBroker", "default_store_dir"]
 

@@ -36,8 +36,12 @@ from typing import Any, Dict, Final, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from memphis_sync.broker.config import (  # BINARY_ENV, TLS_TIMEOUT: this module named them first
-    BINARY_ENV,
-    TLS_TIMEOUT,
+    BINARY_ENV as BINARY_ENV,
+)
+from memphis_sync.broker.config import (
+    TLS_TIMEOUT as TLS_TIMEOUT,
+)
+from memphis_sync.broker.config import (
     PathLike,
     TlsFiles,
     build_config,
@@ -48,7 +52,7 @@ from memphis_sync.broker.config import (  # BINARY_ENV, TLS_TIMEOUT: this module
 )
 from memphis_sync.errors import BrokerError
 
-__all__ = ["NatsServer", "NatsCluster", "TlsFiles", "find_nats_server"]
+__all__ = ["NatsServer", "NatsCluster", "TlsFiles", "find_nats_server"]  # noqa: F822 (NatsCluster: module __getattr__)
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from concurrent.futures._base import FINISHED, PENDING
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 __all__ = ["LazyFuture"]
 
@@ -29,11 +29,11 @@ class LazyFuture(Future):  # type: ignore[type-arg]
     _exception: Optional[BaseException] = None
 
     def __init__(self) -> None:  # deliberately not calling Future.__init__
-        self._waiters: list = []
-        self._done_callbacks: list = []
+        self._waiters: List[Any] = []
+        self._done_callbacks: List[Any] = []
 
-    @property  # type: ignore[override]
-    def _condition(self) -> threading.Condition:
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]  # Future's plain attribute, made lazy
         cond = self._lazy_condition
         if cond is None:
             with _CREATE:
@@ -53,7 +53,7 @@ class LazyFuture(Future):  # type: ignore[type-arg]
             else:
                 self._exception = exception
             self._state = FINISHED
-        self._invoke_callbacks()
+        self._invoke_callbacks()  # type: ignore[attr-defined]  # CPython's Future has it; typeshed omits it
         return True
 
     def set_result(self, result: Any) -> None:

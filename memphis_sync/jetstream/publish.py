@@ -100,8 +100,8 @@ class _AckSlot(LazyFuture):
 
     def __init__(self, js: "Publisher", key: int, subject: str, payload: bytes, headers: HeadersLike, deadline: float) -> None:
         # every attribute set here, in one order: instances then share one key table (fast)
-        self._waiters: list = []  # LazyFuture's per-instance state, inlined (hot path)
-        self._done_callbacks: list = []
+        self._waiters: List[Any] = []  # LazyFuture's per-instance state, inlined (hot path)
+        self._done_callbacks: List[Any] = []
         self._lazy_condition = None
         self._state = PENDING
         self._result: Optional[PubAck] = None

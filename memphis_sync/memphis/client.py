@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 from .. import _defaults
 from .._timeouts import deadline_after, left
-from ..nats.connection import Connection
 from ..errors import ConnectionClosedError, MemphisConnectError, MemphisValueError
 from ..jetstream import JetStream
+from ..nats.connection import Connection
 from .consumer import Consumer, open_consumer
 from .consumer import creation_fields as consumer_creation_fields
 from .message import HeadersArg, Message

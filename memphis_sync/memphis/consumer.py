@@ -30,12 +30,12 @@ from ..errors import (
     SubscriptionClosedError,
 )
 from ..jetstream import JetStream
-from ..jetstream.types import ConsumerConfig, DeliverPolicy
 from ..jetstream.pull import PullSubscription
+from ..jetstream.types import ConsumerConfig, DeliverPolicy
+from ..nats.protocol import Msg
 from .message import Message
 from .partition import partition_for_key
 from .producer import check_partition_args, check_partition_number, pick_partition
-from ..nats.protocol import Msg
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
@@ -262,6 +262,8 @@ class Consumer:
         try:
             return self._subs[partition].fetch(want, timeout=wait, no_wait=no_wait)
         except SubscriptionClosedError as exc:
+            if self._destroyed:  # destroyed by another thread while this fetch waited
+                raise MemphisError(f"consumer {self.consumer_name!r} was destroyed") from exc
             raise ConnectionClosedError(f"consumer {self.consumer_name!r}: the connection is closed") from exc
         except JetStreamError as exc:
             raise MemphisError(

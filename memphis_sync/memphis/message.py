@@ -15,10 +15,10 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
-from ..nats.protocol import headers as _nats_headers
 from ..errors import LocalProtocolError, MemphisError, MemphisHeaderError, MemphisSchemaError, MemphisValueError
 from ..jetstream.msg import JsMsg
 from ..nats.protocol import Msg
+from ..nats.protocol import headers as _nats_headers
 from .validate import check_number
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,7 +64,7 @@ class Headers(_nats_headers.Headers):
                 for item in value if isinstance(value, (list, tuple)) else (value,):
                     pairs.append((name, item))
         else:
-            pairs = list(data)  # type: ignore[arg-type]
+            pairs = list(data)
         for pair in pairs:
             try:
                 name, value = pair

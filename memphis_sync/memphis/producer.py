@@ -18,7 +18,7 @@ import time
 import warnings
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Deque, Dict, List, Optional, Sequence, Union
+from typing import Any, Deque, Dict, List, Literal, Optional, Sequence, Union, overload
 
 import attrs
 
@@ -32,11 +32,11 @@ from ..errors import (
     NoStreamResponseError,
     RequestTimeout,
 )
-from ..nats.protocol.headers import Headers as _WireHeaders
 from ..jetstream import JetStream
 from ..jetstream.types import PubAck
-from .partition import partition_for_key
+from ..nats.protocol.headers import Headers as _WireHeaders
 from .message import HeadersArg, to_wire_headers
+from .partition import partition_for_key
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
@@ -157,6 +157,35 @@ class Producer:
 
     # -- produce -------------------------------------------------------------------------
 
+    @overload
+    def produce(
+        self,
+        message: Any,
+        ack_wait_sec: float = ...,
+        headers: HeadersArg = ...,
+        async_produce: Optional[bool] = ...,
+        *,
+        nonblocking: Literal[True],
+        msg_id: Optional[str] = ...,
+        concurrent_task_limit: Optional[int] = ...,
+        producer_partition_key: Optional[str] = ...,
+        producer_partition_number: int = ...,
+    ) -> Optional["Future[PubAck]"]: ...
+
+    @overload
+    def produce(
+        self,
+        message: Any,
+        ack_wait_sec: float = ...,
+        headers: HeadersArg = ...,
+        async_produce: Optional[bool] = ...,
+        nonblocking: bool = ...,
+        msg_id: Optional[str] = ...,
+        concurrent_task_limit: Optional[int] = ...,
+        producer_partition_key: Optional[str] = ...,
+        producer_partition_number: int = ...,
+    ) -> Union[PubAck, "Future[PubAck]", None]: ...
+
     def produce(
         self,
         message: Any,
@@ -217,7 +246,7 @@ class Producer:
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name!r} was destroyed")
         if self.is_multi_station_producer:
-            for station in self.station_name:  # type: ignore[union-attr]
+            for station in self.station_name:
                 producer = self._station_producer(station)
                 producer.produce(
                     message, ack_wait_sec=ack_wait_sec, headers=headers, nonblocking=nonblocking, msg_id=msg_id,
@@ -404,7 +433,7 @@ class Producer:
         if self._destroyed:
             return
         if self.is_multi_station_producer:
-            for station in self.station_name:  # type: ignore[union-attr]
+            for station in self.station_name:
                 producer = self._registry.producer(registry_key(station, self.real_name)) if self._registry else None
                 if producer is not None:
                     producer.destroy(timeout_retries)

@@ -240,7 +240,8 @@ class Schema:
                 from google.protobuf import json_format
 
                 try:
-                    return json_format.ParseDict(message, message_class()).SerializeToString()
+                    serialized: bytes = json_format.ParseDict(message, message_class()).SerializeToString()
+                    return serialized
                 except Exception as exc:
                     raise MemphisSchemaError(f"{_PREFIX}{exc}") from exc
             serialize = getattr(message, "SerializeToString", None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
 import attrs
 
@@ -22,6 +22,9 @@ from ..errors import MemphisError, MemphisSchemaError
 from ..nats.protocol import Msg
 from .registry import Registry
 from .requester import Requester
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .schemaverse import Schema
 
 __all__ = ["StationState", "StationCache", "SDK_CLIENTS_UPDATES"]
 
@@ -36,7 +39,7 @@ class StationState:
 
     internal_name: str
     partitions: Optional[List[int]] = None
-    schema: Any = None
+    schema: Optional[Schema] = None
     schemaverse_to_dls: bool = False
     functions: Dict[int, int] = attrs.field(factory=dict)
     station_version: int = 0
@@ -118,7 +121,7 @@ class StationCache:
             del self._stations[state.internal_name]
         _unsubscribe(state)
 
-    def schema_of(self, internal: str) -> Any:
+    def schema_of(self, internal: str) -> Optional[Schema]:
         """The schema of a station, or None (none attached, or the station is not in use)."""
         state = self._stations.get(internal)
         return state.schema if state is not None else None

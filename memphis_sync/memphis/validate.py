@@ -100,7 +100,8 @@ def check_number(
     if not ok:
         bound = "> 0" if above_zero else ">= 0"
         raise MemphisValueError(f"{what} must be a number of {unit} {bound}{' or None' if or_none else ''}, got {value!r}")
-    return value
+    number: float = value  # an int or a float: checked above
+    return number
 
 
 def check_bool(value: Any, what: str) -> bool:

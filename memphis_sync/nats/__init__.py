@@ -3,8 +3,8 @@ server. ``protocol/`` is the sans-IO wire format; the modules beside it own the 
 dial, how to reconnect, and the connection's threads."""
 
 from .connection import Connection, ConnectionStatus, connect
-from .protocol.headers import Headers
 from .protocol import Msg
+from .protocol.headers import Headers
 from .reconnect import ReconnectPolicy
 from .servers import ServerAddress, TlsOptions
 from .subscription import Subscription

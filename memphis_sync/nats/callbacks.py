@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import queue as queue_mod
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ._core import _ConnectionCore
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
@@ -29,14 +31,8 @@ Callback = Callable[["Connection"], None]
 ErrorCallback = Callable[["Connection", BaseException], None]
 
 
-class _Callbacks:
+class _Callbacks(_ConnectionCore):
     """Queue connection callbacks for the events thread, which runs them one at a time."""
-
-    _callbacks: Dict[str, Any]  # event name -> the user's callback or None
-    _events: Optional["queue_mod.SimpleQueue[Any]"]  # (callback, error) items; None stops the thread
-    _events_thread: Optional[threading.Thread]
-    _state_lock: "threading.RLock"
-    _id: int
 
     def _init_events_state(self) -> None:
         self._events = None

@@ -13,7 +13,9 @@ instance attributes its docstring names:
 * ``callbacks`` - the ``memphis-sync-events-<n>`` thread (started on first use), which runs
   the user's connection callbacks; ``shutdown`` - closing, and the interpreter-exit hook;
 * ``status`` - the status table; ``fork`` - what a forked child does with an inherited
-  connection.
+  connection;
+* ``_core`` - ``_ConnectionCore``, the one base of every mixin: the instance attributes (and,
+  for the type checker only, the methods) they use across modules, as annotations only.
 
 Callback subscriptions each have a worker thread (see ``subscription``). ``<n>`` is a
 per-process connection number.
@@ -44,25 +46,33 @@ import itertools
 import logging
 import random
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .. import _defaults
 from .._timeouts import check_timeout, deadline_after, describe
 from ..errors import ConnectionClosedError, FlushTimeout, LocalProtocolError, MemphisConnectError
+from .above import _LayersAbove
 from .callbacks import Callback, ErrorCallback, _Callbacks
 from .dial import _Dialer
-from .fork import _ForkGuard, _fork_generation, _live_connections
+from .fork import _fork_generation, _ForkGuard, _live_connections
 from .interest import _Interest
 from .outbox import _WRITE_HIGH_WATER, HeadersLike, _Outbox
-from .protocol.encoder import _PUB_PREFIXES
 from .protocol import Info, Msg, validate_publish_subject
+from .protocol.encoder import _PUB_PREFIXES
 from .reader import _Reader
 from .reconnect import ReconnectPolicy
 from .request import _Replies, _Waiter
 from .servers import ServerAddress, TlsOptions, parse_servers
 from .shutdown import _Shutdown
-from .status import CLOSED, CONNECTED, CONNECTING, RECONNECTING, ConnectionStatus, _Status
-from .status import TRANSITIONS  # noqa: F401 (its documented path: memphis_sync.nats.connection.TRANSITIONS)
+from .status import (
+    CLOSED,
+    CONNECTED,
+    CONNECTING,
+    RECONNECTING,
+    TRANSITIONS,  # noqa: F401 (its documented path: memphis_sync.nats.connection.TRANSITIONS)
+    ConnectionStatus,
+    _Status,
+)
 from .subscription import MessageHandler, Subscription
 
 __all__ = ["Connection", "ConnectionStatus", "TlsOptions", "ServerAddress", "connect"]
@@ -77,7 +87,7 @@ _conn_ids = itertools.count(1)
 exit_flush_timeout: float = _defaults.EXIT_FLUSH_TIMEOUT
 
 
-class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Shutdown, _Status, _ForkGuard):
+class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Shutdown, _Status, _ForkGuard, _LayersAbove):
     """A thread-safe connection to a NATS server (or cluster). Share one between threads.
 
     Create it with :func:`connect` (or construct and call :meth:`connect`). Every blocking method
@@ -371,47 +381,7 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
         """
         return self._subscribe(subject, queue, callback, None, max_msgs, pending_msgs_limit, pending_bytes_limit)
 
-    # -- for the layers above (JetStream, Memphis, the broker): not part of the user API -----
-
-    def subscribe_internal(self, subject: str, handler: MessageHandler, queue: Optional[str] = None) -> Subscription:
-        """Subscribe with a handler that runs on the reader thread (it must never block)."""
-        return self._subscribe(subject, queue, None, handler, 0, _defaults.SUB_PENDING_MSGS, _defaults.SUB_PENDING_BYTES)
-
-    def queue_publish(
-        self, subject: str, payload: bytes, reply: Optional[str] = None, headers: HeadersLike = None, *,
-        kick: bool = True, deadline: Optional[float] = None,
-    ) -> None:
-        """Validate, encode and queue one publish (``kick=False`` when :meth:`write_now` follows)."""
-        self._queue_frame(self._encode(subject, payload, reply, headers), kick, deadline)
-
-    def write_now(self, deadline: Optional[float] = None) -> bool:
-        """Write what is queued until ``deadline`` (see ``_write_pending``); True when all went out."""
-        return self._write_pending(deadline)
-
-    def check_usable(self) -> None:
-        """Raise ``ConnectionClosedError``/``ForkedConnectionError`` unless the connection can be used."""
-        self._check_usable()
-
-    def call_off_reader(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the events thread (work that may call user code, never the reader)."""
-        self._run_off_reader(fn)
-
-    def link_state(self) -> str:
-        """What a timeout message should add about the link ("" when all looks well)."""
-        return self._write_state()
-
-    def describe_server(self) -> str:
-        """The URL of the current server (or of the first of the pool), for messages."""
-        return self._server_name()
-
-    def add_exit_hook(self, hook: Callable[[float], Tuple[int, str]]) -> None:
-        """Run ``hook(deadline) -> (unconfirmed count, what)`` at interpreter exit (JetStream)."""
-        self._exit_hooks.append(hook)
-
-    @property
-    def number(self) -> int:
-        """This connection's number in the process (as in its thread names)."""
-        return self._id
+    # -- for the layers above: see ``above.py``; the per-message one stays here -------------
 
     def request_async(self, subject: str, payload: bytes, headers: HeadersLike, slot: Any, deadline: Optional[float] = None) -> str:
         """Publish a request whose reply goes to ``slot`` (anything with ``set(msg, error=None)``,

@@ -14,14 +14,13 @@ at a time, so only one thread ever installs a stream.
 from __future__ import annotations
 
 import logging
-import ssl
-import threading
 import time
 from typing import Any, Dict, List, Optional
 
 from .. import _defaults
 from .._version import __version__
 from ..errors import AuthorizationError, ConnectTimeout, LocalProtocolError, MemphisConnectError, NetworkError
+from ._core import _ConnectionCore
 from .handshake import await_pong, read_info
 from .protocol import PING, Info, Parser, encode_connect
 from .reconnect import build_retrying
@@ -33,17 +32,8 @@ __all__: List[str] = []
 logger = logging.getLogger("memphis_sync.connection")  # the name users configure (kept from the flat layout)
 
 
-class _Dialer:
+class _Dialer(_ConnectionCore):
     """Connect to one server of the pool; apply what its INFO says."""
-
-    _pool: List[ServerAddress]
-    _tls_context: Optional[ssl.SSLContext]
-    _stream: Optional[Stream]
-    _parser: Optional[Parser]
-    _info: Optional[Info]
-    _current: Optional[ServerAddress]
-    _max_payload: int
-    _state_lock: "threading.RLock"
 
     def _init_link_state(self) -> None:
         self._stream = None
@@ -102,7 +92,7 @@ class _Dialer:
                     logger.error("%s refused our credentials twice; dropping it from the pool", server.url)
                     self._pool.remove(server)
                     if not self._pool:
-                        exc.final = True  # type: ignore[attr-defined]  (read by the retry predicate)
+                        exc.final = True  # read by the retry predicate
                         raise
                 self._rotate()
             raise

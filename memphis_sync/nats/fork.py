@@ -18,7 +18,8 @@ import weakref
 from typing import TYPE_CHECKING, List
 
 from ..errors import ForkedConnectionError
-from .status import CLOSED, ConnectionStatus
+from ._core import _ConnectionCore
+from .status import CLOSED
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
@@ -46,14 +47,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_bump_fork_generation)
 
 
-class _ForkGuard:
+class _ForkGuard(_ConnectionCore):
     """Refuse to work in a forked child, with an error that says what to do instead."""
-
-    _fork_gen: int  # the fork generation this connection's state was made under
-    _pid: int  # the process that made it
-    _fork_error: str  # set once the state was dropped in a child: the message to raise
-    _status: ConnectionStatus
-    _fast: bool
 
     def _init_fork_state(self) -> None:
         self._fork_gen = _fork_generation[0]

@@ -13,24 +13,19 @@ and ``_sids``; it queues frames through the outbox (``_append``, ``_kick_flusher
 from __future__ import annotations
 
 import itertools
-import threading
-from typing import Dict, Iterator, List, Optional
+from typing import List, Optional
 
 from ..errors import ConnectionClosedError, LocalProtocolError
+from ._core import _ConnectionCore
 from .protocol import encode_sub, encode_unsub
-from .status import CLOSED, CONNECTED, DRAINING, ConnectionStatus
+from .status import CLOSED, CONNECTED, DRAINING
 from .subscription import MessageHandler, Subscription
 
 __all__: List[str] = []
 
 
-class _Interest:
+class _Interest(_ConnectionCore):
     """Add subscriptions to the table and the wire; take them off again."""
-
-    _subs: Dict[int, Subscription]
-    _sids: Iterator[int]
-    _status: ConnectionStatus
-    _state_lock: "threading.RLock"
 
     def _init_interest_state(self) -> None:
         self._subs = {}

@@ -38,7 +38,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Deque, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Mapping, Optional, Union
 
 from .. import _defaults
 from .._timeouts import describe, left
@@ -51,9 +51,10 @@ from ..errors import (
     PayloadTooLargeError,
     StaleConnectionError,
 )
+from ._core import _ConnectionCore
 from .fork import _fork_generation
-from .protocol.headers import Headers
 from .protocol import PING, encode_hpub, encode_pub
+from .protocol.headers import Headers
 from .status import CLOSED, CONNECTED, DRAINING
 from .transport import WRITE_DEADLINE
 
@@ -70,21 +71,8 @@ _WRITE_HIGH_WATER = _defaults.WRITE_HIGH_WATER
 HeadersLike = Union[Headers, Mapping[str, str], None]
 
 
-class _Outbox:
+class _Outbox(_ConnectionCore):
     """Queue frames, write them (flusher thread or the calling thread), match PINGs to PONGs."""
-
-    _out: List[bytes]
-    _out_bytes: int
-    _out_lock: threading.Lock
-    _send_lock: threading.Lock
-    _taken: int
-    _flush_kicked: bool
-    _kick: threading.Event
-    _pongs: "Deque[Tuple[int, Optional[_Waiter]]]"
-    _pings_out: int
-    _liveness_reads: int
-    _liveness_at: float
-    _flusher: Optional[threading.Thread]
 
     def _init_outbox_state(self) -> None:
         self._send_lock = threading.Lock()

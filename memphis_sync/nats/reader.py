@@ -18,9 +18,8 @@ closes the connection from this thread.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from typing import List, Optional
+from typing import List
 
 from .. import _defaults
 from ..errors import (
@@ -33,6 +32,7 @@ from ..errors import (
     StaleConnectionError,
     error_from_server,
 )
+from ._core import _ConnectionCore
 from .protocol import EOF, PONG, Err, Info, Msg, Ping, Pong, encode_sub, encode_unsub
 from .reconnect import build_retrying
 from .status import CLOSED, CONNECTED, RECONNECTING
@@ -42,11 +42,8 @@ __all__: List[str] = []
 logger = logging.getLogger("memphis_sync.connection")  # the name users configure (kept from the flat layout)
 
 
-class _Reader:
+class _Reader(_ConnectionCore):
     """Read, parse and route; on a failed socket, reconnect or close."""
-
-    _reader: Optional[threading.Thread]
-    _read_count: int  # reads that returned data (the reader's only extra work per read)
 
     def _init_reader_state(self) -> None:
         self._reader = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 import attrs
 import tenacity
@@ -77,8 +77,7 @@ def build_retrying(policy: ReconnectPolicy, stop_event: Optional[threading.Event
     else:
         stop = tenacity.stop_after_attempt(max(1, policy.max_attempts))
     if stop_event is not None:
-        event = stop_event
-        stop = stop | (lambda state: event.is_set())
+        stop = stop | tenacity.stop_when_event_set(stop_event)
     if policy.backoff > 1:
         wait: tenacity.wait.wait_base = tenacity.wait_exponential(
             multiplier=policy.wait, exp_base=policy.backoff, max=policy.wait_max
@@ -87,7 +86,7 @@ def build_retrying(policy: ReconnectPolicy, stop_event: Optional[threading.Event
         wait = tenacity.wait_fixed(policy.wait)
     if policy.jitter:
         wait = wait + tenacity.wait_random(0, policy.jitter)
-    sleep = stop_event.wait if stop_event is not None else tenacity.nap.sleep
+    sleep: Callable[[float], None] = tenacity.nap.sleep if stop_event is None else tenacity.nap.sleep_using_event(stop_event)
     return tenacity.Retrying(
         stop=stop,
         wait=wait,

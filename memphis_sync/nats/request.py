@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import List, Optional
 
 from .._timeouts import describe, left
 from ..errors import NoRespondersError, PayloadTooLargeError, RequestTimeout
+from ._core import _ConnectionCore
 from ._nuid import Nuid
 from .outbox import HeadersLike
-from .protocol.encoder import _PUB_PREFIXES
 from .protocol import Msg, encode_headers
-from .subscription import Subscription
+from .protocol.encoder import _PUB_PREFIXES
 
 __all__: List[str] = []
 
@@ -56,16 +56,8 @@ class _Waiter:
         return self._lock.acquire(timeout=left(deadline))
 
 
-class _Replies:
+class _Replies(_ConnectionCore):
     """The inbox subscription and the reply slots of requests in flight."""
-
-    _nuid: Nuid
-    _resp_sub: Optional[Subscription]
-    _resp_prefix: str  # "<inbox>." once the inbox subscription exists, else ""
-    _resp_map: Dict[str, Any]  # reply token -> its slot (a _Waiter, or anything with set())
-    _resp_tokens: Iterator[int]
-    _max_payload: int
-    _state_lock: "threading.RLock"
 
     def _init_reply_state(self) -> None:
         self._nuid = Nuid()

@@ -25,11 +25,12 @@ import os
 import threading
 import time
 import warnings
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional
 
 from .. import _defaults
 from .._timeouts import describe, left
 from ..errors import ConnectionClosedError, DrainTimeout, ForkedConnectionError, MemphisError, UnconfirmedPublishWarning
+from ._core import _ConnectionCore
 from .fork import _fork_generation, _live_connections
 from .status import CLOSED, CONNECTED, DRAINING
 
@@ -62,12 +63,8 @@ def _flush_at_exit() -> None:
 atexit.register(_flush_at_exit)
 
 
-class _Shutdown:
+class _Shutdown(_ConnectionCore):
     """Close for good: once, from any thread (the reader's own included)."""
-
-    _closing: threading.Event
-    # callables(deadline) -> (unconfirmed count, what) run at interpreter exit (JetStream)
-    _exit_hooks: List[Callable[[float], Tuple[int, str]]]
 
     def _init_shutdown_state(self) -> None:
         self._closing = threading.Event()

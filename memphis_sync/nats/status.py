@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import logging
 from enum import Enum
-from typing import TYPE_CHECKING, Dict, Set
+from typing import Dict, Set
 
 from ..errors import ConnectionClosedError, ForkedConnectionError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import threading
+from ._core import _ConnectionCore
 
 __all__ = ["ConnectionStatus", "TRANSITIONS"]
 
@@ -51,12 +49,8 @@ TRANSITIONS: Dict[ConnectionStatus, Set[ConnectionStatus]] = {
 }
 
 
-class _Status:
+class _Status(_ConnectionCore):
     """Change the status (only through the table) and refuse calls a closed connection cannot take."""
-
-    _status: ConnectionStatus
-    _fast: bool  # True only while CONNECTED in the creating process: the publish fast path is on
-    _state_lock: "threading.RLock"
 
     def _set_status(self, new: ConnectionStatus) -> ConnectionStatus:
         with self._state_lock:

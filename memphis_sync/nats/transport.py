@@ -241,7 +241,7 @@ class TlsStream(SocketStream):
                 with map_exceptions(MemphisConnectError, "TLS handshake"):
                     data = self._sock.recv(65536)
                 if not data:
-                    raise MemphisConnectError("TLS handshake: server closed the connection")
+                    raise MemphisConnectError("TLS handshake: server closed the connection") from None
                 self._incoming.write(data)
             except ssl.SSLError as exc:
                 raise MemphisConnectError(f"TLS handshake failed: {exc}") from exc

@@ -8,7 +8,6 @@ import pytest
 
 from memphis_sync.errors import LocalProtocolError, PayloadTooLargeError
 from memphis_sync.nats.protocol import encoder
-from memphis_sync.nats.protocol.headers import Headers
 from memphis_sync.nats.protocol.encoder import (
     check_payload_size,
     encode_connect,
@@ -27,6 +26,7 @@ from memphis_sync.nats.protocol.encoder import (
     validate_queue,
     validate_subject,
 )
+from memphis_sync.nats.protocol.headers import Headers
 
 # -- byte-exact output -----------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from typing import Any, Dict
 import pytest
 
 from memphis_sync.errors import LocalProtocolError
-from memphis_sync.nats.protocol.headers import Headers
 from memphis_sync.nats.protocol.encoder import encode_headers
+from memphis_sync.nats.protocol.headers import Headers
 
 
 def test_empty() -> None:

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memphis_sync.errors import RemoteProtocolError
-from memphis_sync.nats.protocol.headers import Headers
 from memphis_sync.nats.protocol import (
     CLIENT,
     DEFAULT_MAX_PAYLOAD,
@@ -41,6 +40,7 @@ from memphis_sync.nats.protocol import (
     encode_msg,
     encode_pub,
 )
+from memphis_sync.nats.protocol.headers import Headers
 
 # -- helpers ---------------------------------------------------------------------------------
 

@@ -32,10 +32,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from memphis_sync.broker import rules
 from memphis_sync.broker.context import BrokerContext
 from memphis_sync.broker.metadata import MetadataStore
-from memphis_sync.nats.connection import Connection
 from memphis_sync.errors import ConsumerNameInUseError, MemphisError, StreamNameInUseError
 from memphis_sync.jetstream import JetStream
 from memphis_sync.jetstream.types import ConsumerConfig, StreamConfig
+from memphis_sync.nats.connection import Connection
 from memphis_sync.nats.protocol import Msg
 
 __all__ = ["DeadLetters", "DLS_SUBJECTS", "list_dls_remote"]

@@ -56,7 +56,7 @@ class _Sentinel(enum.Enum):
     EOF = "EOF"
 
     def __repr__(self) -> str:
-        return self.value
+        return str(self.value)
 
     __str__ = __repr__
 
