@@ -50,12 +50,26 @@ def _unit(parts: List[str], path: Optional[pathlib.Path] = None) -> str:
     return parts[0]
 
 
-def _imports(path: pathlib.Path) -> Iterator[Tuple[List[str], List[str]]]:
+def _nodes(tree: ast.AST, include_type_checking: bool) -> Iterator[ast.AST]:
+    if include_type_checking:
+        yield from ast.walk(tree)
+        return
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _imports(path: pathlib.Path, include_type_checking: bool = True) -> Iterator[Tuple[List[str], List[str]]]:
     """``(target module parts under memphis_sync, imported names)`` for every import, the ones
-    under ``if TYPE_CHECKING:`` included."""
+    under ``if TYPE_CHECKING:`` included unless asked otherwise."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = _dotted(path) if path.name == "__init__.py" else _dotted(path)[:-1]
-    for node in ast.walk(tree):
+    for node in _nodes(tree, include_type_checking):
         if isinstance(node, ast.ImportFrom):
             names = [alias.name for alias in node.names]
             if node.level:
@@ -152,3 +166,65 @@ def test_the_oversized_list_only_shrinks() -> None:
         assert path.exists(), f"{name} is gone: remove it from OVERSIZED"
         lines = len(path.read_text(encoding="utf-8").splitlines())
         assert lines > MAX_LINES, f"{name} has {lines} lines now: remove it from OVERSIZED"
+
+
+def _graph(include_type_checking: bool) -> dict:
+    """module -> modules it imports (dotted names under memphis_sync)."""
+    graph = {}
+    known = {".".join(_dotted(p)) for p in MODULES}
+    for path in MODULES:
+        me = ".".join(_dotted(path))
+        targets = set()
+        for target, names in _imports(path, include_type_checking):
+            # "from package import module" imports the module, not the package's __init__
+            candidates = [".".join(target + [n]) for n in names]
+            if names and all(c in known for c in candidates):
+                found = candidates
+            else:
+                name = ".".join(target)
+                while name and name not in known:
+                    name = name.rpartition(".")[0]
+                found = [name] if name else []
+            targets.update(n for n in found if n != me)
+        graph[me] = targets
+    return graph
+
+
+def _cycle(graph: dict) -> List[str]:
+    state: dict = {}
+    stack: List[str] = []
+
+    def visit(node: str) -> List[str]:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = "done"
+        return []
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+#: Lazy re-exports that keep an old public path working (a module ``__getattr__``), not imports
+#: the module needs: ``memphis_sync.broker.server.NatsCluster`` now lives in ``broker.cluster``.
+LAZY_COMPAT = {("broker.server", "broker.cluster")}
+
+
+def test_no_import_cycle_at_run_time() -> None:
+    """No module depends on itself through others, lazy imports inside functions included."""
+    graph = _graph(include_type_checking=False)
+    for module, target in LAZY_COMPAT:
+        assert target in graph[module], f"{module} no longer imports {target}: drop it from LAZY_COMPAT"
+        graph[module].discard(target)
+    assert not _cycle(graph), " -> ".join(_cycle(graph))

@@ -42,6 +42,7 @@ Invariants:
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import random
@@ -63,7 +64,7 @@ from .reader import _Reader
 from .reconnect import ReconnectPolicy
 from .request import _Replies, _Waiter
 from .servers import ServerAddress, TlsOptions, parse_servers
-from .shutdown import _Shutdown
+from .shutdown import _flush_at_exit, _Shutdown
 from .status import (
     CLOSED,
     CONNECTED,
@@ -85,6 +86,7 @@ _conn_ids = itertools.count(1)
 #: confirming pipelined publishes (nonblocking produces) a script left behind. Settable; the
 #: hook (see ``shutdown``) reads it from this module at exit.
 exit_flush_timeout: float = _defaults.EXIT_FLUSH_TIMEOUT
+atexit.register(lambda: _flush_at_exit(exit_flush_timeout))  # the value at exit, not now
 
 
 class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Shutdown, _Status, _ForkGuard, _LayersAbove):

@@ -19,7 +19,6 @@ them (the setting users set; read from that module at exit time).
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
@@ -39,18 +38,16 @@ __all__: List[str] = []
 logger = logging.getLogger("memphis_sync.connection")  # the name users configure (kept from the flat layout)
 
 
-def _flush_at_exit() -> None:
+def _flush_at_exit(timeout: float) -> None:
     """At interpreter exit: finish what live connections of this process still owe the server.
 
     Daemon threads still run while ``atexit`` hooks do, so queued frames can be written and
     acks can arrive. Each connection runs its exit hooks (JetStream waits for its in-flight
-    publishes), then flushes and closes, all within :data:`exit_flush_timeout` together;
-    whatever could not be confirmed is reported as an :class:`UnconfirmedPublishWarning` with
-    its count.
+    publishes), then flushes and closes, all within ``timeout`` seconds together (the
+    connection module registers it with its ``exit_flush_timeout``, read at exit); whatever
+    could not be confirmed is reported as an :class:`UnconfirmedPublishWarning` with its count.
     """
-    from . import connection  # the setting lives there (users set it there); read it now
-
-    deadline = time.monotonic() + connection.exit_flush_timeout
+    deadline = time.monotonic() + timeout
     for conn in list(_live_connections):
         if conn._status is CLOSED or conn._fork_gen != _fork_generation[0] or conn._pid != os.getpid():
             continue
@@ -59,8 +56,6 @@ def _flush_at_exit() -> None:
         except Exception:  # never let one connection stop the others (or the exit)
             logger.debug("exit flush of connection %s failed", conn._id, exc_info=True)
 
-
-atexit.register(_flush_at_exit)
 
 
 class _Shutdown(_ConnectionCore):
