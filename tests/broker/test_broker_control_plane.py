@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 import pytest
+from broker_tools import ask
 
 from memphis_sync.broker.local import LocalBroker
 from memphis_sync.errors import ConsumerNotFoundError, StreamNotFoundError
 from memphis_sync.jetstream import JetStream
-from memphis_sync.nats.connection import Connection, connect
+from memphis_sync.nats.connection import Connection
 
 pytestmark = pytest.mark.integration
 
@@ -25,25 +26,6 @@ NS = 1_000_000_000
 
 def unique(prefix: str = "st") -> str:
     return f"{prefix}{next(_names)}"
-
-
-@pytest.fixture
-def conn(memphis_broker: LocalBroker) -> Iterator[Connection]:
-    c = connect(memphis_broker.url, token=memphis_broker.connection_token, name="test::root")
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def js(conn: Connection) -> JetStream:
-    return JetStream(conn)
-
-
-def ask(conn: Connection, subject: str, body: Any) -> str:
-    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return conn.request(subject, payload, timeout=10).payload.decode()
 
 
 def station_request(name: str, /, **overrides: Any) -> Dict[str, Any]:

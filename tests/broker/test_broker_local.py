@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from broker_tools import ask
 
 from memphis_sync.broker.local import LocalBroker, default_store_dir
 from memphis_sync.errors import AuthorizationError, BrokerError, MemphisConnectError
@@ -25,10 +26,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 NO_RECONNECT = ReconnectPolicy(enabled=False)
-
-
-def ask(conn, subject, body) -> str:
-    return conn.request(subject, json.dumps(body).encode(), timeout=10).payload.decode()
 
 
 def test_fixture_broker_exposes_what_clients_need(memphis_broker: LocalBroker) -> None:

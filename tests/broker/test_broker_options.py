@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from typing import Callable
 
 import pytest
+from broker_tools import ask
 
 from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.local import LocalBroker
@@ -14,10 +14,6 @@ from memphis_sync.jetstream import JetStream
 from memphis_sync.nats.connection import TlsOptions, connect
 
 pytestmark = pytest.mark.integration
-
-
-def ask(conn, subject, body) -> str:
-    return conn.request(subject, json.dumps(body).encode(), timeout=10).payload.decode()
 
 
 @pytest.mark.slow

@@ -10,9 +10,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Dict
 
 import pytest
+from broker_tools import ask, wait_for
 
 from memphis_sync.broker.local import LocalBroker
 from memphis_sync.jetstream import JetStream
@@ -29,32 +30,9 @@ ZERO_INIT = {
 }
 
 
-@pytest.fixture
-def conn(memphis_broker: LocalBroker) -> Iterator[Connection]:
-    c = connect(memphis_broker.url, token="memphis", name="t::root")
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-def ask(conn: Connection, subject: str, body: Any) -> str:
-    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return conn.request(subject, payload, timeout=10).payload.decode()
-
-
 def create_schema(conn: Connection, name: str, schema_type: str, content: str) -> Dict[str, Any]:
     body = {"name": name, "type": schema_type, "created_by_username": "root", "schema_content": content, "message_struct_name": ""}
     return json.loads(ask(conn, "$memphis_schema_creations", body))
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 # -- schemas ---------------------------------------------------------------------------------
