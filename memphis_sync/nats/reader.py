@@ -26,7 +26,6 @@ from ..errors import (
     ConnectionClosedError,
     ConnectTimeout,
     NetworkError,
-    PermissionViolationError,
     ProtocolError,
     ReadError,
     StaleConnectionError,
@@ -111,9 +110,8 @@ class _Reader(_ConnectionCore):
         exc = error_from_server(event.message)
         logger.warning("server error: %s", event.message)
         self.last_error = exc
-        if isinstance(exc, PermissionViolationError):
-            self._report_error(exc)
-            return
+        # a permission violation leaves the connection up; after any other -ERR the server
+        # closes it and the next read fails: either way the error goes to on_error once
         self._report_error(exc)
 
     def _handle_disconnect(self) -> bool:
