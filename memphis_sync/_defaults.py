@@ -98,6 +98,8 @@ MEMPHIS_MAX_BATCH_SIZE: Final = 5000
 MEMPHIS_MIN_BATCH_WAIT_MS: Final = 100
 #: Seed of the murmur3 partition-key hash (every official SDK).
 MEMPHIS_PARTITION_SEED: Final = 31
+#: The schema types of Schemaverse, in the broker's order (memphis-py ``schema_type``).
+MEMPHIS_SCHEMA_TYPES: Final = ("json", "graphql", "protobuf", "avro")
 #: Longest station/producer/consumer/schema name the broker accepts.
 MEMPHIS_MAX_NAME_LENGTH: Final = 128
 #: Re-sent DLS messages kept for ``fetch()`` per consumer (memphis-py ring of 10000).

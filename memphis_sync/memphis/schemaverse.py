@@ -14,11 +14,12 @@ from typing import Any, Callable, Mapping, Optional
 
 import attrs
 
+from .. import _defaults
 from ..errors import MemphisMessageTypeError, MemphisRequestError, MemphisSchemaError, MemphisValueError
 
 __all__ = ["Schema", "SCHEMA_TYPES", "validate_schema_name", "creation_body", "raise_for_creation_reply"]
 
-SCHEMA_TYPES = ("json", "graphql", "protobuf", "avro")
+SCHEMA_TYPES = _defaults.MEMPHIS_SCHEMA_TYPES
 _PREFIX = "Schema validation has failed: "
 
 

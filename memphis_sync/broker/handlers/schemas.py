@@ -25,6 +25,7 @@ import tempfile
 import time
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from memphis_sync import _defaults
 from memphis_sync.broker import rules
 from memphis_sync.broker.context import BrokerContext
 
@@ -36,7 +37,7 @@ SCHEMA_SERVICES: Dict[str, Tuple[str, str, str]] = {
     "$memphis_schema_attachments": ("memphis_schema_attachments_listeners_group", "attach_schema", "text"),
     "$memphis_schema_detachments": ("memphis_schema_detachments_listeners_group", "detach_schema", "text"),
 }
-SCHEMA_TYPES = ("json", "graphql", "protobuf", "avro")
+SCHEMA_TYPES = _defaults.MEMPHIS_SCHEMA_TYPES
 _MESSAGE_RE = re.compile(r"\bmessage\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
 
 
