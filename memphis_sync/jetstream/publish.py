@@ -204,7 +204,8 @@ class Publisher:
         """Publish to a stream and wait for its acknowledgement.
 
         A "no responders" answer (no stream yet, or a leader election) is retried
-        ``_defaults.JS_PUB_RETRY_ATTEMPTS`` times, ``JS_PUB_RETRY_WAIT`` apart (ADR-22).
+        ``_defaults.JS_PUB_RETRY_ATTEMPTS`` times, ``JS_PUB_RETRY_WAIT`` apart (ADR-22), all
+        within ``timeout``.
 
         Args:
             msg_id: de-duplication id (``Nats-Msg-Id``): a repeat within the stream's
@@ -220,13 +221,15 @@ class Publisher:
                 again with the same ``msg_id`` to be safe).
         """
         wait = self.timeout if timeout is None else check_timeout(timeout)  # inf: no limit
+        deadline = None if wait is None else time.monotonic() + wait  # one bound, retries included
         hdrs = self._headers(headers, msg_id, expected_stream, expected_last_seq, expected_last_msg_id, expected_last_subject_seq)
         attempts = _defaults.JS_PUB_RETRY_ATTEMPTS
         while True:
             try:
-                msg = self.conn.request(subject, payload, timeout=wait, headers=hdrs)
+                msg = self.conn.request(subject, payload, timeout=left(deadline), headers=hdrs)
             except NoRespondersError:
-                if attempts <= 0:
+                rest = left(deadline)
+                if attempts <= 0 or (rest is not None and rest <= _defaults.JS_PUB_RETRY_WAIT):
                     raise NoStreamResponseError(f"no stream answered for subject {subject!r} (no stream bound, or JetStream unavailable)") from None
                 attempts -= 1
                 time.sleep(_defaults.JS_PUB_RETRY_WAIT)

@@ -307,3 +307,21 @@ def test_threads_sharing_one_producer_flush_waits_for_all(memphis_broker):
         assert producer.pending == 0
     finally:
         memphis.close()
+
+
+def test_publish_retries_on_no_responders_stay_within_the_timeout(conn):
+    """No stream on the subject: every try answers 503; the ADR-22 retries share the call's one
+    timeout instead of each getting it in full."""
+    from memphis_sync.errors import NoStreamResponseError
+
+    js = JetStream(conn)
+    start = time.monotonic()
+    with pytest.raises(NoStreamResponseError):
+        js.publish("nostream.here", b"x", timeout=0.3)
+    assert time.monotonic() - start < 1.0
+    # with time to spare, all retries run (two waits of JS_PUB_RETRY_WAIT)
+    start = time.monotonic()
+    with pytest.raises(NoStreamResponseError):
+        js.publish("nostream.here", b"x", timeout=5)
+    assert 0.45 <= time.monotonic() - start < 3.0
+    assert conn.is_connected()
