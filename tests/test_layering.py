@@ -21,7 +21,7 @@ ALIASES = {
 
 # lowest first; a unit (a folder, or a module at the top) may import from its own layer or below
 LAYERS = [
-    {"errors", "_defaults", "_version", "_timeouts"},
+    {"errors", "_defaults", "_version", "_timeouts", "_names"},
     {"nats"},
     {"jetstream"},
     {"memphis"},

@@ -17,6 +17,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
+from .._defaults import MEMPHIS_MAX_NAME_LENGTH
+from .._names import internal_name, name_error
+
 __all__ = [
     "Refusal",
     "MAX_NAME_LENGTH",
@@ -38,7 +41,7 @@ __all__ = [
 ]
 
 #: Longest allowed name (``validateName``: 128 is allowed, 129 is not).
-MAX_NAME_LENGTH = 128
+MAX_NAME_LENGTH = MEMPHIS_MAX_NAME_LENGTH
 #: The partition limit quoted by the broker's error text (``MAX_PARTITIONS``).
 MAX_PARTITIONS = 10000
 #: ``message_age_sec`` default when no or a non-positive retention is given (1 hour).
@@ -51,7 +54,6 @@ MAX_IDEMPOTENCY_MS = 86400000
 DEFAULT_MAX_ACK_TIME_MS = 30000
 MAX_MSG_DELIVERIES = 10
 
-_NAME_RE = re.compile(r"^[a-z0-9_.-]*$")
 _USER_TENANT_RE = re.compile(r"^(.*)\$(\d+)$")
 _RETENTION_TYPES = ("message_age_sec", "messages", "bytes", "ack_based")
 _STORAGE_TYPES = ("file", "memory")
@@ -66,28 +68,10 @@ class Refusal(Exception):
         self.text = text
 
 
-def internal_name(name: str) -> str:
-    """The internal form of a name: lower-cased, ``.`` replaced by ``#`` (streams, durables, subjects)."""
-    return name.lower().replace(".", "#")
-
-
 def validate_name(name: str, object_type: str) -> Optional[str]:
-    """Check an already lower-cased name; return the broker's error text, or None if valid.
-
-    Args:
-        name: The lower-cased name.
-        object_type: ``"Station"``, ``"Producer"``, ``"Consumer"`` or ``"Schema"`` (it is quoted
-            in the error texts).
-    """
-    if len(name) == 0:
-        return f"{object_type} name can not be empty"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"{object_type} should be under 128 characters"
-    if not _NAME_RE.match(name):
-        return f"Only alphanumeric and the '_', '-', '.' characters are allowed in {object_type}"
-    if name[0] in ".-_" or name[-1] in ".-_":
-        return f"{object_type} name can not start or end with non alphanumeric character"
-    return None
+    """Check an already lower-cased name; return the broker's error text, or None if valid
+    (the rules of :func:`memphis_sync._names.name_error`)."""
+    return name_error(name, object_type)
 
 
 def station_name_from_str(name: Any) -> Tuple[str, Optional[str]]:

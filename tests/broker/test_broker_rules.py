@@ -21,6 +21,11 @@ from memphis_sync.broker import rules as st
         ("-a", "Station name can not start or end with non alphanumeric character"),
         ("a.", "Station name can not start or end with non alphanumeric character"),
         ("_", "Station name can not start or end with non alphanumeric character"),
+        # the whole string is checked: a final newline is no exception ($ would match before it)
+        ("abc\n", "Only alphanumeric and the '_', '-', '.' characters are allowed in Station"),
+        ("abc\r\n", "Only alphanumeric and the '_', '-', '.' characters are allowed in Station"),
+        ("\nabc", "Only alphanumeric and the '_', '-', '.' characters are allowed in Station"),
+        ("ab\x00c", "Only alphanumeric and the '_', '-', '.' characters are allowed in Station"),
     ],
 )
 def test_validate_name(name: str, error: str) -> None:
