@@ -54,7 +54,7 @@ MAX_IDEMPOTENCY_MS = 86400000
 DEFAULT_MAX_ACK_TIME_MS = 30000
 MAX_MSG_DELIVERIES = 10
 
-_USER_TENANT_RE = re.compile(r"^(.*)\$(\d+)$")
+_USER_TENANT_RE = re.compile(r"(.*)\$(\d+)", re.DOTALL)
 _RETENTION_TYPES = ("message_age_sec", "messages", "bytes", "ack_based")
 _STORAGE_TYPES = ("file", "memory")
 _NS_PER_MS = 1_000_000
@@ -90,7 +90,7 @@ def station_name_from_str(name: Any) -> Tuple[str, Optional[str]]:
 def split_username(username: Any) -> Tuple[str, int]:
     """``getUserAndTenantIdFromString``: ``"name$<digits>"`` → ``("name", digits)``; else tenant -1."""
     text = str(username or "")
-    match = _USER_TENANT_RE.match(text)
+    match = _USER_TENANT_RE.fullmatch(text)
     if match:
         return match.group(1), int(match.group(2))
     return text, -1

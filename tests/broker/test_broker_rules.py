@@ -39,6 +39,7 @@ def test_names() -> None:
     assert st.split_username("root$1") == ("root", 1)
     assert st.split_username("root") == ("root", -1)
     assert st.split_username("a$b$12") == ("a$b", 12)
+    assert st.split_username("root$1\n") == ("root$1\n", -1)  # the whole string, a final newline too
 
 
 @pytest.mark.parametrize(
