@@ -70,7 +70,7 @@ class Memphis:
         self._js: JetStream = None  # type: ignore[assignment]
         self._requester: Optional[Requester] = None
         self._stations: Optional[StationCache] = None
-        self._registry = Registry()
+        self._registry: Registry["Producer", "Consumer"] = Registry()
         self._lock = threading.Lock()
         self._closed = False
 

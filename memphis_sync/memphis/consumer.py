@@ -69,7 +69,7 @@ class Consumer:
         self,
         requester: Requester,
         stations: StationCache,
-        registry: Registry,
+        registry: Registry[Any, "Consumer"],
         js: JetStream,
         state: StationState,
         *,
@@ -450,7 +450,7 @@ def creation_fields(
 
 
 def open_consumer(
-    requester: Requester, stations: StationCache, registry: Registry, js: JetStream, station_name: str,
+    requester: Requester, stations: StationCache, registry: Registry[Any, "Consumer"], js: JetStream, station_name: str,
     consumer_name: str, real_name: str, fields: Dict[str, Any], timeout_retries: int, *,
     pull_interval_ms: int, batch_size: int, batch_max_time_to_wait_ms: int,
 ) -> Consumer:

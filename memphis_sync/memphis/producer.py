@@ -127,7 +127,7 @@ class Producer:
     _requester: Requester = attrs.field(repr=False)
     _state: Optional[StationState] = attrs.field(default=None, repr=False)
     _stations: Optional[StationCache] = attrs.field(default=None, repr=False, kw_only=True)
-    _registry: Optional[Registry] = attrs.field(default=None, repr=False, kw_only=True)
+    _registry: Optional[Registry["Producer", Any]] = attrs.field(default=None, repr=False, kw_only=True)
     _js: Optional[JetStream] = attrs.field(default=None, repr=False, kw_only=True)
     internal_station_name: str = attrs.field(init=False)
     is_multi_station_producer: bool = attrs.field(init=False)
@@ -460,7 +460,7 @@ class Producer:
 
 
 def open_producer(
-    requester: Requester, stations: StationCache, registry: Registry, js: JetStream,
+    requester: Requester, stations: StationCache, registry: Registry["Producer", Any], js: JetStream,
     station_name: str, producer_name: str, real_name: str, timeout_retries: int,
 ) -> Producer:
     """The cached producer of (station, real name), or a new one registered with the broker (§5).

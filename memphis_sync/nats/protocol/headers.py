@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple, TypeVar, Union, overload
 
 from ...errors import LocalProtocolError
 
-__all__ = ["Headers", "HeadersInit", "validate_header_name", "validate_header_value"]
+__all__ = ["Headers", "HeadersInit", "HeadersLike", "validate_header_name", "validate_header_value"]
 
 _T = TypeVar("_T")
 
@@ -277,3 +277,7 @@ class Headers(MutableMapping[str, str]):
 
 
 _MISSING: Any = object()
+
+
+#: What publish calls accept as headers: a :class:`Headers`, a plain ``{name: value}`` mapping, or None.
+HeadersLike = Union[Headers, Mapping[str, str], None]
