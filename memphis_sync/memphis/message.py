@@ -56,20 +56,11 @@ class Headers(_nats_headers.Headers):
         super().__init__(None)
         if data is None:
             return
-        if isinstance(data, _nats_headers.Headers):
-            pairs = list(data.items_all())
-        elif isinstance(data, Mapping):
-            pairs = []
-            for name, value in data.items():
-                for item in value if isinstance(value, (list, tuple)) else (value,):
-                    pairs.append((name, item))
-        else:
-            pairs = list(data)
-        for pair in pairs:
-            try:
-                name, value = pair
-            except (TypeError, ValueError):
-                raise MemphisHeaderError(f"header items must be (name, value) pairs, got {pair!r}") from None
+        try:
+            pairs = _nats_headers.header_pairs(data)
+        except LocalProtocolError as exc:
+            raise MemphisHeaderError(str(exc).replace("memphis: ", "", 1)) from None
+        for name, value in pairs:
             self.add(name, value)
 
     def add(self, key: str, value: str) -> None:
@@ -104,15 +95,9 @@ def to_wire_headers(user: HeadersArg, memphis: Mapping[str, str]) -> _nats_heade
     """
     out = _nats_headers.Headers()
     if user:
-        if isinstance(user, _nats_headers.Headers):
-            pairs = list(user.items_all())
-        elif isinstance(user, Mapping):
-            pairs = []
-            for name, value in user.items():
-                for item in value if isinstance(value, (list, tuple)) else (value,):
-                    pairs.append((name, item))
-        else:
+        if not isinstance(user, (_nats_headers.Headers, Mapping)):
             raise MemphisHeaderError(f"headers must be a Headers object or a dict, got {type(user).__name__}")
+        pairs = _nats_headers.header_pairs(user)
         try:
             for name, value in pairs:
                 _check_key(name)
