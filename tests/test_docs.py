@@ -142,6 +142,7 @@ def test_error_tree_matches_class_hierarchy() -> None:
 # are Sphinx's business; our docs are held to -W, which fails on any Sphinx warning.
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:sphinx")
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:sphinx")
+@pytest.mark.timeout(300)  # a full Sphinx build: slow on a busy machine
 def test_docs_build_without_warnings(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sphinx.cmd.build import build_main  # the "test" extra installs sphinx
 

@@ -26,7 +26,7 @@ LAYERS = [
     {"jetstream"},
     {"memphis"},
     {"broker"},
-    {"testing", "cli", "__main__", "__init__", "demo"} | ALIASES,
+    {"testing", "cli", "__main__", "__init__", "demo", "demo_report"} | ALIASES,
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
