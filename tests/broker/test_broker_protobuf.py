@@ -199,3 +199,15 @@ def _run_sdk(coro: Any) -> Any:
         return asyncio.run(coro)
     finally:
         gc.collect()
+
+
+def test_a_compiler_that_cannot_run_or_hangs_is_not_blamed_on_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(protoc, "protobuf_compiler", lambda: ([str(tmp_path / "no-such-protoc")], []))
+    with pytest.raises(protoc.NoProtobufCompiler, match="cannot compile the Proto file: cannot run .*no-such-protoc"):
+        protoc.compile_proto("s", PROTO)
+    monkeypatch.undo()
+    monkeypatch.setattr(protoc, "COMPILE_TIMEOUT", 0.001)  # a real compiler, no time to run
+    with pytest.raises(protoc.NoProtobufCompiler, match="did not finish within 0.001 s"):
+        protoc.compile_proto("s", PROTO)
+    monkeypatch.undo()
+    assert protoc.compile_proto("s", PROTO)[0] == "Order"  # positive control

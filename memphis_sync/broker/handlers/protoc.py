@@ -37,7 +37,8 @@ _MESSAGE_RE = re.compile(r"\bmessage\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
 
 
 class NoProtobufCompiler(Exception):
-    """No protobuf compiler is installed (the text is :data:`NO_COMPILER_TEXT`)."""
+    """No usable protobuf compiler: none is installed (the text is :data:`NO_COMPILER_TEXT`), it
+    cannot be run, or it did not finish in time."""
 
 
 class ProtoCompileError(Exception):
@@ -77,8 +78,8 @@ def compile_proto(schema_name: str, content: str) -> Tuple[str, str]:
         content: the .proto text.
 
     Raises:
-        NoProtobufCompiler: no compiler is installed.
-        ProtoCompileError: the compiler refused the file, timed out, or the file has no message.
+        NoProtobufCompiler: no compiler is installed, or it cannot be run or timed out.
+        ProtoCompileError: the compiler refused the file, or the file has no message.
     """
     compiler = protobuf_compiler()
     if compiler is None:
@@ -92,9 +93,11 @@ def compile_proto(schema_name: str, content: str) -> Tuple[str, str]:
         try:
             result = subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=COMPILE_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
-            raise ProtoCompileError(f"the protobuf compiler did not finish within {COMPILE_TIMEOUT:g} s") from None
+            raise NoProtobufCompiler(
+                f"cannot compile the Proto file: the protobuf compiler did not finish within {COMPILE_TIMEOUT:g} s"
+            ) from None
         except OSError as exc:
-            raise ProtoCompileError(f"cannot run the protobuf compiler: {exc}") from None
+            raise NoProtobufCompiler(f"cannot compile the Proto file: cannot run {command[0]}: {exc}") from None
         if result.returncode != 0:
             said = " ".join(result.stderr.strip().replace(tmp + os.sep, "").split())
             raise ProtoCompileError(said or f"the protobuf compiler exited with status {result.returncode}")

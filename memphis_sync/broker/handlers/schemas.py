@@ -16,6 +16,7 @@ no compiler installed it is refused, never stored with an empty descriptor.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -34,6 +35,7 @@ SCHEMA_SERVICES: Dict[str, Tuple[str, str, str]] = {
     "$memphis_schema_detachments": ("memphis_schema_detachments_listeners_group", "detach_schema", "text"),
 }
 SCHEMA_TYPES = _defaults.MEMPHIS_SCHEMA_TYPES
+logger = logging.getLogger(__name__)
 _MESSAGE_RE = re.compile(r"\bmessage\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
 
 
@@ -89,6 +91,7 @@ def _protobuf(name: str, content: str) -> Tuple[str, str]:
     try:
         return protoc.compile_proto(name, content)
     except protoc.NoProtobufCompiler as exc:
+        logger.warning("protobuf schema %s refused: %s", name, exc)
         raise _Invalid(str(exc)) from None
     except protoc.ProtoCompileError as exc:
         raise _Invalid(f"your Proto file is invalid: {exc}") from None
