@@ -260,8 +260,8 @@ def _protobuf_class(name: str, version: int, descriptor: str, struct_name: str) 
     what = f"protobuf schema {name!r} (version {version})"
     if not descriptor:
         raise MemphisSchemaError(
-            f"{what} came without a descriptor: the broker did not compile its .proto file; "
-            "create the schema again on a broker that can compile it"
+            f"{what} came without a descriptor: the broker did not compile its .proto file, so no "
+            "message can be checked against it; use a schema created on a broker with a protobuf compiler"
         )
     try:
         raw = base64.b64decode(descriptor, validate=True)
