@@ -151,25 +151,30 @@ class Message:
         return bytearray(self._payload)
 
     def get_data_deserialized(self) -> Any:
-        """The payload decoded per the station's schema.
+        """The payload, validated against the station's schema and decoded per its type.
 
-        json/avro schemas give the ``json.loads`` result, graphql the text, protobuf the parsed
-        message object; without a schema, the bytes (``bytearray``).
+        As in the SDK, the payload is first validated as a produced message would be (a JSON
+        payload that misses a required field fails, not only one that is not JSON); then json/avro
+        schemas give the ``json.loads`` result, graphql the text, protobuf the parsed message
+        object. Without a schema: the bytes (``bytearray``).
 
         Raises:
-            MemphisSchemaError: the payload does not match the attached schema.
+            MemphisSchemaError: the payload does not match the attached schema (the text starts
+                with the SDK's ``"Deserialization has been failed since the message format does
+                not align with the currently attached schema: "``). The SDK returns ``None``
+                instead.
         """
         schema = self._stations.schema_of(self.internal_station_name)
         if schema is None:
             return self.get_data()
         try:
+            schema.serialize(self._payload)
             return schema.deserialize(self._payload)
-        except MemphisSchemaError:
-            raise
         except Exception as exc:
+            reason = str(exc)
             raise MemphisSchemaError(
                 "Deserialization has been failed since the message format does not align with the "
-                f"currently attached schema: {exc}"
+                f"currently attached schema: {reason[len('memphis: '):] if reason.startswith('memphis: ') else reason}"
             ) from exc
 
     def get_headers(self) -> Dict[str, str]:

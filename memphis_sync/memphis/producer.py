@@ -294,7 +294,9 @@ class Producer:
             raise
 
     def _report_schema_failure(self, message: Any, headers: HeadersArg, error: MemphisSchemaError) -> None:
-        """Report a schema-validation failure to the schemaverse DLS and notifications (§6.6)."""
+        """Report a schema-validation failure as the SDK does (§6.6, §9.4): to the schemaverse DLS
+        when the station sends schema failures there, and to ``$memphis_notifications`` whenever
+        the broker asks for notifications, whatever the station's DLS setting."""
         state, stations, requester = self._state, self._stations, self._requester
         if state is None or state.schema is None or stations is None:
             return
@@ -312,13 +314,13 @@ class Producer:
                         "validation_error": str(error),
                     },
                 )
-                if stations.send_notification:
-                    requester.notify(
-                        "Schema validation has failed",
-                        f"Station: {self.station_name}\nProducer: {self.producer_name}\nError:{error}",
-                        text,
-                        "schema_validation_fail_alert",
-                    )
+            if stations.send_notification:
+                requester.notify(
+                    "Schema validation has failed",
+                    f"Station: {self.station_name}\nProducer: {self.producer_name}\nError:{error}",
+                    text,
+                    "schema_validation_fail_alert",
+                )
         except MemphisError:
             logger.warning("could not report a schema failure to the DLS", exc_info=True)
 
