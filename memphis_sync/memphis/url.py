@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from ..errors import MemphisValueError
 
-__all__ = ["ENVIRONMENT", "parse_url", "redact_url", "settings_from_env"]
+__all__ = ["ENVIRONMENT", "merge_url", "parse_url", "redact_url", "settings_from_env"]
 
 #: The schemes a Memphis URL may have.
 SCHEMES = ("memphis",)
@@ -181,3 +181,29 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, 
         if value:
             settings[name] = _INT_ENV[name](value, variable) if name in _INT_ENV else value
     return settings
+
+
+def merge_url(url: Optional[str], given: Mapping[str, Any], defaults: Mapping[str, Any]) -> Dict[str, Any]:
+    """The arguments of a ``connect(url=..., ...)`` call: what ``url`` gives, plus each argument
+    in ``given`` that differs from its default in ``defaults`` (``None`` means not given).
+
+    Raises:
+        MemphisValueError: a bad URL, an argument that the URL gives another value, or (without
+            a URL) no ``host`` or ``username``.
+    """
+    if url is None:
+        missing = [name for name in ("host", "username") if given.get(name) is None]
+        if missing:
+            raise MemphisValueError(f"connect() needs {' and '.join(missing)} (or url='memphis://USER:TOKEN@HOST:PORT')")
+        return dict(given)
+    settings = parse_url(url)
+    for name, value in given.items():
+        if value is None or (name in defaults and value == defaults[name]):
+            continue
+        if name in settings and settings[name] != value:
+            shown = "***" if name in ("connection_token", "password") else repr(value)
+            raise MemphisValueError(f"{name} is given twice: {shown} and in the URL {redact_url(url)!r}")
+        settings[name] = value
+    if settings.get("connection_token") and settings.get("password"):
+        raise MemphisValueError("connection_token and password given together (one in the URL, one as an argument)")
+    return {**{k: v for k, v in given.items() if v is not None}, **settings}
