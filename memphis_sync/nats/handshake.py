@@ -15,6 +15,7 @@ spell ``INFO``: anything else fails as soon as it arrives, without waiting for a
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any, Final
 
@@ -52,16 +53,22 @@ class _Handshake:
         self.connect_timeout, self.server = connect_timeout, server
         self.seen = b""  # the first EXCERPT_BYTES + 1 bytes received (in this phase)
 
-    def not_nats(self, why: str) -> MemphisConnectError:
-        got = f"received {excerpt(self.seen)}" if self.seen else "received nothing"
-        return MemphisConnectError(f"{self.server} {_NOT_NATS} ({why}; {got})")
+    def not_nats(self, why: str, show: bool = True) -> MemphisConnectError:
+        got = "" if not show else f"; received {excerpt(self.seen)}" if self.seen else "; received nothing"
+        return MemphisConnectError(f"{self.server} {_NOT_NATS} ({why}{got})")
+
+    def timed_out(self, waiting_for: str) -> ConnectTimeout:
+        hint = f" ({_NOT_NATS}? received {excerpt(self.seen)})" if self.seen else ""
+        if waiting_for == "INFO" and not self.seen:
+            hint = " (a NATS server sends INFO at once: is this a TLS-only or non-NATS port?)"
+        return ConnectTimeout(f"no {waiting_for} from {self.server} within {self.connect_timeout} s{hint}")
 
     def next_event(self, waiting_for: str) -> Any:
         while True:
             try:
                 event = self.parser.next_event()
-            except RemoteProtocolError as exc:
-                raise self.not_nats(f"{exc.args[0]}, while we waited for {waiting_for}") from None
+            except RemoteProtocolError as exc:  # its message shows the offending bytes
+                raise self.not_nats(f"{exc.args[0]}, while we waited for {waiting_for}", show=False) from exc
             if event is not NEED_DATA:
                 if event is EOF:
                     if waiting_for == "INFO":
@@ -70,13 +77,12 @@ class _Handshake:
                 return event
             left = self.deadline - time.monotonic()
             if left <= 0:
-                hint = f" ({_NOT_NATS}? received {excerpt(self.seen)})" if self.seen else ""
-                if waiting_for == "INFO" and not self.seen:
-                    hint = " (a NATS server sends INFO at once: is this a TLS-only or non-NATS port?)"
-                raise ConnectTimeout(f"no {waiting_for} from {self.server} within {self.connect_timeout} s{hint}")
+                raise self.timed_out(waiting_for)
             try:
                 data = self.stream.read(65536, timeout=left)
             except ReadError as exc:
+                if isinstance(exc.__cause__, socket.timeout):
+                    raise self.timed_out(waiting_for) from None
                 raise MemphisConnectError(f"handshake with {self.server} failed: {exc}") from exc
             if len(self.seen) <= EXCERPT_BYTES:
                 self.seen += data[: EXCERPT_BYTES + 1 - len(self.seen)]
