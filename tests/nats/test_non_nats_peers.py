@@ -29,7 +29,7 @@ GREETERS = {
         ["is not a NATS server", "a NATS server starts with INFO", r"'HTTP/1.1 400 Bad Request\r\nContent-Type: text/pla..."],
     ),
     "garbage": (sends(b"\x00\xff\x16\x03garbage"), ["is not a NATS server", r"'\x00\xff\x16\x03garbage'"]),
-    "endless-line": (endless_line(b"AAAA"), ["is not a NATS server", "'AAAAxxxxxxxx"]),
+    "endless-line": (endless_line(b"AAAA"), ["is not a NATS server", "a NATS server starts with INFO; received 'AAAA"]),
     "endless-info-line": (
         endless_line(b'INFO {"server_id":"'),
         ["is not a NATS server", f"control line longer than {MAX_JSON_LINE} bytes and no CRLF yet", "while we waited for INFO"],
