@@ -38,6 +38,9 @@ MAX_TLS_FILE: Final = 16 * 1024 * 1024
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 _CERT_LABELS: Final = (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE")
 PathLike = Union[str, "os.PathLike[str]"]
+_ENCRYPTED: Final = (
+    "holds an encrypted private key: give an unencrypted key, or a ready ssl.SSLContext as TlsOptions(context=...)"
+)
 
 
 def build_tls_context(
@@ -137,7 +140,7 @@ def _check_ca(path: str) -> List[bytes]:
     try:
         probe.load_verify_locations(cafile=path)
     except ssl.SSLError as exc:
-        _fail("ca_file", path, f"is not a valid certificate bundle: {exc.reason or exc}", exc)
+        _fail("ca_file", path, f"is not a valid certificate bundle: OpenSSL says {_ssl_reason(exc)}", exc)
     if probe.cert_store_stats().get("x509_ca", 0) == 0 and not any(_self_signed(der) for der in certs):
         _fail(
             "ca_file", path,
@@ -167,18 +170,29 @@ def _check_cert(cert_path: str, key_path: Optional[str], ca_certs: List[bytes], 
         _fail("key_file", key_path, f"holds no private key (it holds: {_labels(key_blocks)})")
     label, body = keys[0]
     if label.startswith(b"ENCRYPTED") or b"Proc-Type: 4,ENCRYPTED" in body:
-        _fail(key_option, key_where, "holds an encrypted private key: give an unencrypted key, or a ready "
-              "ssl.SSLContext as TlsOptions(context=...)")
+        _fail(key_option, key_where, _ENCRYPTED)
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    """OpenSSL's words without the ``(_ssl.c:NNNN)`` source location."""
+    text = exc.reason or (exc.args[1] if len(exc.args) > 1 else str(exc))
+    return re.sub(r"\s*\(_ssl\.c:\d+\)$", "", str(text))
+
+
+class _NeedsPassPhrase(Exception):
+    pass
 
 
 def _refuse_password() -> bytes:
     # A key that still needs a pass phrase: fail instead of letting OpenSSL prompt on the tty.
-    raise MemphisConnectError("the private key needs a pass phrase")
+    raise _NeedsPassPhrase
 
 
 def _load_chain(ctx: ssl.SSLContext, cert_path: str, key_path: Optional[str]) -> None:
     try:
         ctx.load_cert_chain(cert_path, key_path, password=_refuse_password)
+    except _NeedsPassPhrase:
+        _fail("cert_file" if key_path is None else "key_file", key_path or cert_path, _ENCRYPTED)
     except ssl.SSLError as exc:
         reason = exc.reason or ""
         if "KEY_VALUES_MISMATCH" in reason or "key values mismatch" in str(exc):
@@ -186,7 +200,9 @@ def _load_chain(ctx: ssl.SSLContext, cert_path: str, key_path: Optional[str]) ->
                 _fail("cert_file", cert_path, "holds a private key that does not match its certificate", exc)
             _fail("key_file", key_path, f"does not match the certificate of cert_file {cert_path!r}", exc)
         where = cert_path if key_path is None else f"{cert_path!r} / key_file {key_path!r}"
-        raise MemphisConnectError(f"TLS cert_file {where}: cannot load the certificate and key: {reason or exc}") from exc
+        raise MemphisConnectError(
+            f"TLS cert_file {where}: cannot load the certificate and key: OpenSSL says {_ssl_reason(exc)}"
+        ) from exc
 
 
 # -- the two names of a certificate (enough DER to tell a self-signed one) ----------------
