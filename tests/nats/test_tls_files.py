@@ -233,3 +233,14 @@ def test_a_self_signed_end_entity_certificate_is_a_valid_anchor(nats_server_fact
         sub = conn.subscribe("anchor")
         conn.publish("anchor", b"ok")
         assert sub.next_msg(timeout=2).payload == b"ok"
+
+
+def test_a_key_needing_a_pass_phrase_never_prompts(files):
+    # past the text check (as for a key format it does not know), OpenSSL asks for the pass
+    # phrase through our callback, which refuses instead of reading the terminal
+    from memphis_sync.nats import tlsfiles
+
+    ctx = ssl.create_default_context()
+    with pytest.raises(MemphisConnectError, match="holds an encrypted private key") as info:
+        tlsfiles._load_chain(ctx, files["cert"], files["encrypted_key"])
+    assert files["encrypted_key"] in str(info.value)
