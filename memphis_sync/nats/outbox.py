@@ -249,7 +249,7 @@ class _Outbox(_ConnectionCore):
                 kick.clear()
                 # the kick is spent: a flag left set (woken while disconnected, where nothing
                 # is written) would swallow every later kick and stall writes after a
-                # reconnect until the next liveness PING; `work` is re-read below
+                # reconnect until the next liveness PING; `work` is re-read at the loop top
                 self._flush_kicked = False
             if closing.is_set():
                 break
