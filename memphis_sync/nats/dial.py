@@ -24,7 +24,7 @@ from ._core import _ConnectionCore
 from .handshake import await_pong, read_info
 from .protocol import PING, Info, Parser, encode_connect
 from .reconnect import build_retrying
-from .servers import ServerAddress, TlsOptions
+from .servers import ServerAddress, TlsOptions, redact_url
 from .transport import SocketStream, Stream, TlsStream, open_tcp
 
 __all__: List[str] = []
@@ -108,7 +108,7 @@ class _Dialer(_ConnectionCore):
         stream: Stream = SocketStream(sock)
         try:
             parser = Parser()
-            info = read_info(stream, parser, deadline, self.connect_timeout)
+            info = read_info(stream, parser, deadline, self.connect_timeout, server.url)
             use_tls = server.tls or self._tls is not None or info.tls_required
             if use_tls:
                 if self._tls_context is None:
@@ -117,7 +117,7 @@ class _Dialer(_ConnectionCore):
                 stream = TlsStream(sock, self._tls_context, hostname, max(0.01, deadline - time.monotonic()), self._kick_flusher)
             if not stream.write(encode_connect(self._connect_options(server, info, use_tls)) + PING, deadline):
                 raise ConnectTimeout(f"connect to {server.url}: the server took no CONNECT within {self.connect_timeout} s")
-            await_pong(stream, parser, deadline, self.connect_timeout)
+            await_pong(stream, parser, deadline, self.connect_timeout, server.url)
         except BaseException:
             stream.close()
             raise
@@ -169,7 +169,7 @@ class _Dialer(_ConnectionCore):
                     try:
                         server = ServerAddress.parse(url, discovered=True)
                     except LocalProtocolError:
-                        logger.warning("ignoring bad connect_url %r from the server", url)
+                        logger.warning("ignoring bad connect_url %r from the server", redact_url(str(url)))
                         continue
                     if (server.host, server.port) not in known:
                         server.tls = use_tls
