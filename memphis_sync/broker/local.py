@@ -45,6 +45,13 @@ __all__ = ["LocalBroker", "default_store_dir"]
 CONTROL_PLANE_USER = "memphis_sync_control_plane"
 
 
+#: Seconds nats-server waits for the auth callout's answer (and for a client's CONNECT) in token
+#: mode without TLS: less than the clients' default connect timeout (2 s), so that a connect
+#: nobody answers (no control plane) ends in ``Authorization Violation``, not in a timeout. With
+#: TLS the server's default is kept (the TLS timeout + 1 s), as the handshake counts too.
+AUTH_CALLOUT_TIMEOUT = 1.5
+
+
 def default_store_dir() -> Path:
     """``$XDG_DATA_HOME/memphis-sync/broker`` (``~/.local/share/memphis-sync/broker`` by default)."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
@@ -138,7 +145,10 @@ class LocalBroker:
             check = ConnectCheck(connection_token=connection_token, users=types, account_id=account_id)
             self._auth_callout = AuthCallout(check)
             kwargs["users"] = [{"user": CONTROL_PLANE_USER, "password": self._cp_password}]
-            kwargs["extra_config"] = {"authorization": {"auth_callout": self._auth_callout.server_config((CONTROL_PLANE_USER,))}}
+            authorization: Dict[str, Any] = {"auth_callout": self._auth_callout.server_config((CONTROL_PLANE_USER,))}
+            if tls is None:  # an unanswered connect is refused before a client's 2 s connect timeout
+                authorization["timeout"] = AUTH_CALLOUT_TIMEOUT
+            kwargs["extra_config"] = {"authorization": authorization}
         else:
             kwargs["users"] = self._nats_users()
         self._server: Union[NatsServer, NatsCluster]
