@@ -202,7 +202,7 @@ class ConnectCheck:
             raise Refusal("missing username or connectionId")
         if native:
             username = names[1].lower()
-        else:
+        else:  # §15.21: the user of the token (Memphis 1.1+ loses it and refuses every such client)
             username = token.split(_SEP)[0].lower()
             suffix = _TENANT_SUFFIX.search(username)
             if suffix is not None and int(suffix.group(1)) == self.account_id:
