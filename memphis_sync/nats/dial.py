@@ -45,6 +45,11 @@ class _Dialer(_ConnectionCore):
     def _server_name(self) -> str:
         return self._current.url if self._current is not None else self._pool[0].url if self._pool else "the server"
 
+    def _next_server(self) -> str:
+        """The server the next attempt dials (credentials hidden), for the retry log."""
+        with self._state_lock:
+            return self._pool[0].redacted_url if self._pool else "no server (the pool is empty)"
+
     def _dial_first(self) -> None:
         """The first connect: each server of the pool once (or through the reconnect policy
         with ``retry_on_failed_connect``), until one completes the handshake."""
@@ -72,7 +77,7 @@ class _Dialer(_ConnectionCore):
                 self._pool.append(self._pool.pop(0))
 
     def _retry_connect(self) -> None:
-        for attempt in build_retrying(self.reconnect_policy, self._closing):
+        for attempt in build_retrying(self.reconnect_policy, self._closing, what="connect", next_server=self._next_server):
             with attempt:
                 self._attempt_next()
 
