@@ -21,7 +21,7 @@ ALIASES = {
 
 # lowest first; a unit (a folder, or a module at the top) may import from its own layer or below
 LAYERS = [
-    {"errors", "_defaults", "_version", "_timeouts", "_names"},
+    {"errors", "_defaults", "_version", "_timeouts", "_names", "_html"},
     {"nats"},
     {"jetstream"},
     {"memphis"},

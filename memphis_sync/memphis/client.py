@@ -21,13 +21,14 @@ import warnings
 from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 from .. import _defaults
+from .._html import fields_table
 from .._timeouts import deadline_after, left
 from ..errors import ConnectionClosedError, MemphisConnectError, MemphisValueError
 from ..jetstream import JetStream
 from ..nats.connection import Connection
 from .consumer import Consumer, open_consumer
 from .consumer import creation_fields as consumer_creation_fields
-from .message import HeadersArg, Message
+from .message import HeadersArg, MessageBatch
 from .producer import Producer, open_producer
 from .registry import Registry, registry_key
 from .requester import APP_ID, Requester, normalize_host
@@ -77,6 +78,14 @@ class Memphis(_SchemaCalls):
     def __repr__(self) -> str:
         state = "connected" if self.is_connected() else ("closed" if self._closed else "not connected")
         return f"<Memphis {self.host}:{self.port} user={self.username!r} {state}>"
+
+    def _repr_html_(self) -> str:
+        state = "connected" if self.is_connected() else ("closed" if self._closed else "not connected")
+        return fields_table("Memphis", [
+            ("broker", f"{self.host}:{self.port}"), ("user", self.username), ("account id", self.account_id),
+            ("state", state), ("connection id", self.connection_id),
+            ("producers, consumers", ", ".join(map(str, self._registry.counts()))),
+        ])
 
     # -- connecting ----------------------------------------------------------------------
 
@@ -399,7 +408,7 @@ class Memphis(_SchemaCalls):
         consumer_partition_key: Optional[str] = None,
         consumer_partition_number: int = -1,
         prefetch: bool = False,
-    ) -> List[Message]:
+    ) -> MessageBatch:
         """Fetch one batch through this connection's consumer of that name (created on first use).
 
         Raises:

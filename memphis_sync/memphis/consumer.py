@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional
 
 from .. import _defaults
+from .._html import fields_table
 from .._timeouts import check_timeout
 from ..errors import (
     ConnectionClosedError,
@@ -34,9 +35,8 @@ from ..jetstream.pull import PullSubscription
 from ..jetstream.types import ConsumerConfig
 from ..nats.protocol import Msg
 from .durable import deliver_policy
-from .message import Message
-from .partition import partition_for_key
-from .producer import check_partition_args, check_partition_number, pick_partition
+from .message import Message, MessageBatch
+from .partition import check_partition_args, check_partition_number, partition_for_key, pick_partition
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
@@ -139,6 +139,22 @@ class Consumer:
             f"partitions={self.partitions} {'consuming' if self.is_consuming else 'idle'}>"
         )
 
+    def _repr_html_(self) -> str:
+        return fields_table(f"Consumer {self.consumer_name}", [
+            ("station", self.station_name), ("consumer group", self.consumer_group), ("partitions", self.partitions),
+            ("batch size", self.batch_size), ("max ack time ms", self.max_ack_time_ms),
+            ("consuming", self.is_consuming), ("destroyed", self._destroyed),
+        ])
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving a ``with`` block stops ``consume()`` and destroys the consumer (the last member
+        of a group takes the group's position with it, as :meth:`destroy` says)."""
+        self.stop_consuming()
+        self.destroy()
+
     def _ensure_durable(self, stream: str) -> None:
         """Check the broker's durable exists; create it per §7.3 if the broker did not.
 
@@ -186,7 +202,7 @@ class Consumer:
         consumer_partition_key: Optional[str] = None,
         consumer_partition_number: int = -1,
         prefetch: bool = False,
-    ) -> List[Message]:
+    ) -> MessageBatch:
         """Fetch up to ``batch_size`` messages, waiting at most ``batch_max_time_to_wait_ms``.
 
         Re-sent dead-letter messages come first. Without a partition key or number, the
@@ -203,7 +219,8 @@ class Consumer:
                 the following calls (mind ``max_ack_time_ms``).
 
         Returns:
-            A list of :class:`Message` (empty if nothing arrived in time).
+            A :class:`MessageBatch`, a list of :class:`Message` (empty if nothing arrived in
+            time).
 
         Raises:
             MemphisValueError: a bad batch size or partition choice.
@@ -246,7 +263,7 @@ class Consumer:
                 msgs = self._pull(partition, want, left, no_wait)
                 if msgs:
                     wrap = [Message(m, self._requester, self._stations, self.internal_station_name, self.consumer_group, partition) for m in msgs]
-                    out, rest = wrap[:batch], wrap[batch:]
+                    out, rest = MessageBatch(wrap[:batch]), wrap[batch:]
                     self._cache.extend(rest)
                     return out
         finally:
@@ -399,9 +416,9 @@ class Consumer:
             self._stations.unref(self._state)
 
 
-def _take(queue: Deque[Message], most: int) -> List[Message]:
+def _take(queue: Deque[Message], most: int) -> MessageBatch:
     """Up to ``most`` messages from the left of ``queue`` (safe against other threads popping)."""
-    out: List[Message] = []
+    out = MessageBatch()
     try:
         while len(out) < most:
             out.append(queue.popleft())

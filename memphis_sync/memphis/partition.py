@@ -11,12 +11,14 @@ the tests, against the ``mmh3`` package.
 
 from __future__ import annotations
 
+import itertools
 import struct
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .. import _defaults
+from ..errors import MemphisValueError
 
-__all__ = ["murmur3_32", "partition_for_key"]
+__all__ = ["murmur3_32", "partition_for_key", "check_partition_args", "check_partition_number", "pick_partition"]
 
 _MASK = 0xFFFFFFFF
 _C1 = 0xCC9E2D51
@@ -79,3 +81,33 @@ def partition_for_key(key: str, partitions: Sequence[int]) -> int:
     """
     data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
     return partitions[murmur3_32(data, _defaults.MEMPHIS_PARTITION_SEED) % len(partitions)]
+
+
+def check_partition_args(key: Optional[str], number: int) -> None:
+    """Refuse a bad partition key/number before anything is sent."""
+    if key is not None and not isinstance(key, str):
+        raise MemphisValueError(f"partition key must be a str, got {type(key).__name__}: {key!r}")
+    if type(number) is not int or (number < 1 and number != -1):
+        raise MemphisValueError(f"partition number must be an int >= 1 (or -1 for none), got {number!r}")
+
+
+def check_partition_number(partitions: Sequence[int], internal_station: str, number: int) -> None:
+    """Refuse a partition number that the station does not have (the SDK's texts)."""
+    if type(number) is not int or not 1 <= number <= len(partitions):
+        raise MemphisValueError("Partition number is out of range")
+    if number not in partitions:
+        raise MemphisValueError(f"Partition {number} does not exist in station {internal_station}")
+
+
+def pick_partition(
+    partitions: Sequence[int], internal_station: str, key: Optional[str], number: int, rr: "itertools.count[int]"
+) -> int:
+    """Choose a partition like the SDK (§6.1 steps 3-6): key hash, explicit number, or round robin."""
+    if key is not None and number > 0:
+        raise MemphisValueError("Can not use both partition number and partition key")
+    if key is not None:
+        return partition_for_key(key, partitions)
+    if number > 0:
+        check_partition_number(partitions, internal_station, number)
+        return number
+    return partitions[next(rr) % len(partitions)]

@@ -18,11 +18,12 @@ import time
 import warnings
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Deque, Dict, List, Literal, Optional, Sequence, Union, overload
+from typing import Any, Deque, Dict, List, Literal, Optional, Union, overload
 
 import attrs
 
 from .. import _defaults
+from .._html import fields_table
 from .._timeouts import check_timeout, deadline_after, describe, left
 from ..errors import (
     MemphisError,
@@ -36,7 +37,7 @@ from ..jetstream import JetStream
 from ..jetstream.types import PubAck
 from ..nats.protocol.headers import Headers as _WireHeaders
 from .message import HeadersArg, to_wire_headers
-from .partition import partition_for_key
+from .partition import check_partition_args, check_partition_number, partition_for_key, pick_partition
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
@@ -77,37 +78,7 @@ def encode_message(message: Any) -> bytes:
     )
 
 
-def check_partition_args(key: Optional[str], number: int) -> None:
-    """Refuse a bad partition key/number before anything is sent."""
-    if key is not None and not isinstance(key, str):
-        raise MemphisValueError(f"partition key must be a str, got {type(key).__name__}: {key!r}")
-    if type(number) is not int or (number < 1 and number != -1):
-        raise MemphisValueError(f"partition number must be an int >= 1 (or -1 for none), got {number!r}")
-
-
-def check_partition_number(partitions: Sequence[int], internal_station: str, number: int) -> None:
-    """Refuse a partition number that the station does not have (the SDK's texts)."""
-    if type(number) is not int or not 1 <= number <= len(partitions):
-        raise MemphisValueError("Partition number is out of range")
-    if number not in partitions:
-        raise MemphisValueError(f"Partition {number} does not exist in station {internal_station}")
-
-
-def pick_partition(
-    partitions: Sequence[int], internal_station: str, key: Optional[str], number: int, rr: "itertools.count[int]"
-) -> int:
-    """Choose a partition like the SDK (§6.1 steps 3-6): key hash, explicit number, or round robin."""
-    if key is not None and number > 0:
-        raise MemphisValueError("Can not use both partition number and partition key")
-    if key is not None:
-        return partition_for_key(key, partitions)
-    if number > 0:
-        check_partition_number(partitions, internal_station, number)
-        return number
-    return partitions[next(rr) % len(partitions)]
-
-
-@attrs.define(eq=False)
+@attrs.define(eq=False, repr=False)
 class Producer:
     """A producer of one station, or of several (``station_name`` a list). Thread-safe.
 
@@ -423,6 +394,25 @@ class Producer:
                     f"after {describe(timeout)}{self._requester.conn.link_state()}"
                 ) from None
         self._trim_done()
+
+    # -- looking at it ---------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        state = "destroyed" if self._destroyed else f"pending={self.pending}"
+        return f"<Producer {self.producer_name!r} station={self.station_name!r} {state}>"
+
+    def _repr_html_(self) -> str:
+        return fields_table(f"Producer {self.producer_name}", [
+            ("station", self.station_name), ("partitions", self._partition_list() if self._state else "-"),
+            ("unacknowledged", self.pending), ("destroyed", self._destroyed),
+        ])
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving a ``with`` block waits for the nonblocking messages and destroys the producer."""
+        self.destroy()
 
     # -- destroy -------------------------------------------------------------------------
 
