@@ -130,32 +130,25 @@ class Producer:
 
     @overload
     def produce(
-        self,
-        message: Any,
-        ack_wait_sec: float = ...,
-        headers: HeadersArg = ...,
-        async_produce: Optional[bool] = ...,
-        *,
-        nonblocking: Literal[True],
-        msg_id: Optional[str] = ...,
-        concurrent_task_limit: Optional[int] = ...,
-        producer_partition_key: Optional[str] = ...,
-        producer_partition_number: int = ...,
-    ) -> Optional["Future[PubAck]"]: ...
+        self, message: Any, ack_wait_sec: float = ..., headers: HeadersArg = ..., async_produce: Optional[bool] = ..., *,
+        nonblocking: Literal[True], msg_id: Optional[str] = ..., concurrent_task_limit: Optional[int] = ...,
+        producer_partition_key: Optional[str] = ..., producer_partition_number: int = ...,
+    ) -> "Future[PubAck]": ...
 
     @overload
     def produce(
-        self,
-        message: Any,
-        ack_wait_sec: float = ...,
-        headers: HeadersArg = ...,
-        async_produce: Optional[bool] = ...,
-        nonblocking: bool = ...,
-        msg_id: Optional[str] = ...,
-        concurrent_task_limit: Optional[int] = ...,
-        producer_partition_key: Optional[str] = ...,
+        self, message: Any, ack_wait_sec: float = ..., headers: HeadersArg = ...,
+        async_produce: Optional[Literal[False]] = ..., nonblocking: Literal[False] = ..., msg_id: Optional[str] = ...,
+        concurrent_task_limit: Optional[int] = ..., producer_partition_key: Optional[str] = ...,
         producer_partition_number: int = ...,
-    ) -> Union[PubAck, "Future[PubAck]", None]: ...
+    ) -> PubAck: ...
+
+    @overload
+    def produce(
+        self, message: Any, ack_wait_sec: float = ..., headers: HeadersArg = ..., async_produce: Optional[bool] = ...,
+        nonblocking: bool = ..., msg_id: Optional[str] = ..., concurrent_task_limit: Optional[int] = ...,
+        producer_partition_key: Optional[str] = ..., producer_partition_number: int = ...,
+    ) -> Union[PubAck, "Future[PubAck]"]: ...
 
     def produce(
         self,
@@ -168,7 +161,7 @@ class Producer:
         concurrent_task_limit: Optional[int] = None,
         producer_partition_key: Optional[str] = None,
         producer_partition_number: int = -1,
-    ) -> Union[PubAck, "Future[PubAck]", None]:
+    ) -> Union[PubAck, "Future[PubAck]"]:
         """Produce one message.
 
         Args:
@@ -194,7 +187,9 @@ class Producer:
             producer_partition_number: choose this partition (1-based).
 
         Returns:
-            The PubAck (blocking), a Future (nonblocking), or None for a multi-station producer.
+            The PubAck (blocking) or a Future of it (nonblocking). A multi-station producer
+            produces to each station in turn and returns the last station's; with
+            ``nonblocking`` the others are tracked too (:meth:`flush` waits for all).
 
         Raises:
             MemphisMessageTypeError: the message type cannot be encoded.
@@ -217,14 +212,17 @@ class Producer:
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name!r} was destroyed")
         if self.is_multi_station_producer:
+            if not self.station_name:
+                raise MemphisValueError("a multi-station producer needs at least one station")
             for station in self.station_name:
-                producer = self._station_producer(station)
-                producer.produce(
+                result = self._station_producer(station).produce(
                     message, ack_wait_sec=ack_wait_sec, headers=headers, nonblocking=nonblocking, msg_id=msg_id,
                     concurrent_task_limit=concurrent_task_limit, producer_partition_key=producer_partition_key,
                     producer_partition_number=producer_partition_number,
                 )
-            return None
+                if nonblocking:
+                    self._track(result)  # type: ignore[arg-type]  # a Future: nonblocking
+            return result
         if check_timeout(ack_wait_sec, "ack_wait_sec", error=MemphisValueError) == 0 or ack_wait_sec is None:
             raise MemphisValueError(f"ack_wait_sec must be a number of seconds > 0 (inf: no limit), got {ack_wait_sec!r}")
         check_partition_args(producer_partition_key, producer_partition_number)
