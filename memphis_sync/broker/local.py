@@ -4,7 +4,9 @@
 :class:`~memphis_sync.broker.cluster.NatsCluster`) configured like a Memphis broker (client port
 6666, ``max_payload`` 8 MiB, Memphis authentication) with a persistent store directory, then a
 :class:`~memphis_sync.broker.control_plane.ControlPlane` on it. :meth:`LocalBroker.stop` and
-:meth:`LocalBroker.start` keep every station, message, consumer position and record.
+:meth:`LocalBroker.start` keep every station, message, consumer position and record;
+:meth:`LocalBroker.stop_control_plane` and :meth:`LocalBroker.start_control_plane` restart the
+control plane alone, with nats-server (and its clients) running on.
 
 Authentication (``memphis-wire.md`` §1.3):
 
@@ -189,12 +191,41 @@ class LocalBroker:
             _check_port_free(self._host, self._requested_port)
         self._server.start()
         try:
-            control_plane = ControlPlane(self.urls, **self.control_plane_kwargs())
-            control_plane.start()
+            self.start_control_plane()
         except BaseException:
             self._server.stop()
             raise
+
+    def start_control_plane(self) -> None:
+        """Start the control plane again after :meth:`stop_control_plane` (nats-server runs on).
+
+        It finds every record, and handles the dead letters and schema failures that clients sent
+        while it was stopped (they waited in JetStream). Does nothing if it runs.
+
+        Raises:
+            BrokerError: nats-server is not running (use :meth:`start`).
+            MemphisError: the control plane could not connect or set up its streams.
+        """
+        if self._control_plane is not None:
+            return
+        if not self._server.is_running():
+            raise BrokerError("nats-server is not running: start the broker with start()")
+        control_plane = ControlPlane(self.urls, **self.control_plane_kwargs())
+        control_plane.start()
         self._control_plane = control_plane
+
+    def stop_control_plane(self) -> None:
+        """Stop only the control plane, as a control-plane restart or crash would; nats-server runs on.
+
+        Clients stay connected and their messages flow; requests (creating a station, a
+        producer...) get no answer until :meth:`start_control_plane`, and the dead letters and
+        schema failures they send wait in JetStream until then. In token mode new connections
+        wait for it too (it answers the auth callout): nats-server refuses them when its
+        callout times out. :meth:`is_running` is False meanwhile. Does nothing if it is stopped.
+        """
+        control_plane, self._control_plane = self._control_plane, None
+        if control_plane is not None:
+            control_plane.stop()
 
     def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Stop the control plane, then nats-server (gracefully). Data and ports are kept.
@@ -211,7 +242,8 @@ class LocalBroker:
             self._server.stop(timeout)
 
     def restart(self) -> None:
-        """:meth:`stop` then :meth:`start`, on the same ports and store."""
+        """:meth:`stop` then :meth:`start`, on the same ports and store (to restart only the
+        control plane: :meth:`stop_control_plane`, :meth:`start_control_plane`)."""
         self.stop()
         self.start()
 
@@ -227,7 +259,8 @@ class LocalBroker:
             self._server.close(timeout)
 
     def is_running(self) -> bool:
-        """True when the servers and the control plane are running."""
+        """True when the servers and the control plane are running (False after
+        :meth:`stop_control_plane`)."""
         return self._control_plane is not None and self._server.is_running()
 
     def __enter__(self) -> "LocalBroker":
