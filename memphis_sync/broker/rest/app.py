@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from .fields import BadField, json_reply, number_field, request_fields
+from .fields import BadField, FormFields, json_reply, number_field, request_fields
 from .sessions import Sessions
 from .settings import RestSettings, UserDirectory
 from .stations import StationRoutes
@@ -152,10 +152,10 @@ class RestApp:
             if account_id == 0:
                 query = request.args.get("accountId")
                 if query:
-                    account_id = int(number_field({"accountId": query}, "accountId"))
+                    account_id = int(number_field(FormFields(accountId=query), "accountId"))
                 elif "$" in username:
                     username, _, tenant = username.partition("$")
-                    account_id = int(number_field({"account": tenant}, "account"))
+                    account_id = int(number_field(FormFields(account=tenant), "account"))
         except BadField as exc:
             return json_reply(400, {"message": BAD_AUTH_BODY, "error": str(exc)})
         user = self._users.verify(username, account_id or 1, token, password)

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from werkzeug.wrappers import Request, Response
 
-__all__ = ["BadField", "json_reply", "number_field", "request_fields"]
+__all__ = ["BadField", "FormFields", "json_reply", "number_field", "request_fields"]
 
 
 def json_reply(status: int, body: Any) -> Response:
@@ -16,6 +16,10 @@ def json_reply(status: int, body: Any) -> Response:
 
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class FormFields(Dict[str, Any]):
+    """The fields of a form body: every value is a string (numbers included)."""
 
 
 class BadField(Exception):
@@ -32,12 +36,13 @@ def request_fields(request: Request) -> Optional[Dict[str, Any]]:
             return None
         return data if isinstance(data, dict) else None
     if mimetype in _FORM_TYPES:
-        return dict(request.form.items())
+        return FormFields(request.form.items())
     return None
 
 
 def number_field(fields: Dict[str, Any], name: str, *, integral: bool = True) -> float:
-    """Field ``name`` as a number (0 when absent); a form value may be a numeric string.
+    """Field ``name`` as a number (0 when absent); in a form body, a numeric string (JSON bodies
+    need JSON numbers, as the gateway's).
 
     Raises:
         BadField: not a number (or not a whole one when ``integral``).
@@ -45,7 +50,7 @@ def number_field(fields: Dict[str, Any], name: str, *, integral: bool = True) ->
     value = fields.get(name)
     if value is None or value == "":
         return 0
-    if isinstance(value, str):
+    if isinstance(value, str) and isinstance(fields, FormFields):
         try:
             value = float(value)
         except ValueError:
