@@ -179,7 +179,9 @@ class RestClient:
             )
         except urllib3.exceptions.MaxRetryError as exc:
             reason = exc.reason
-            if isinstance(reason, (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError)):
+            timed_out = (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError)
+            # NewConnectionError (refused, unreachable) derives from ConnectTimeoutError
+            if isinstance(reason, timed_out) and not isinstance(reason, urllib3.exceptions.NewConnectionError):
                 raise RequestTimeout(f"{method} {path}: no reply from the REST gateway at {self._base} in time ({reason})") from exc
             raise MemphisConnectError(f"{method} {path}: the REST gateway at {self._base} cannot be reached: {reason}") from exc
         except urllib3.exceptions.TimeoutError as exc:

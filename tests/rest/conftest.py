@@ -18,6 +18,7 @@ import memphis_sync
 from memphis_sync.broker.local import LocalBroker
 from memphis_sync.rest import RestClient
 
+
 @pytest.fixture(scope="module")
 def rest_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     broker = LocalBroker(port=0, rest_port=0, store_dir=tmp_path_factory.mktemp("rest-broker"))

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import jwt
-import pytest
 from rest_tools import bearer, drain, http, json_schema_file, login
 
 import memphis_sync
