@@ -331,7 +331,8 @@ class RestClient:
                 says which (when the gateway tells: the local ingress does), the others were
                 stored.
             MemphisValueError: ``messages`` is not a list of dicts (nothing sent).
-            (and the errors of :meth:`produce`)
+            MemphisHeaderError / RestAuthError / MemphisConnectError / RequestTimeout: as for
+                :meth:`produce`.
         """
         if isinstance(messages, (str, bytes, dict)) or not all(isinstance(m, dict) for m in messages):
             raise MemphisValueError("messages must be a sequence of dicts (JSON objects)")
