@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
+from urllib.parse import parse_qsl
 
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-__all__ = ["BadField", "FormFields", "json_reply", "number_field", "request_fields"]
+__all__ = ["BadField", "FormFields", "json_reply", "number_field", "read_body", "request_fields"]
+
+_BODY_KEY = "memphis_sync.body"
 
 
 def json_reply(status: int, body: Any) -> Response:
     """A JSON response."""
     return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
-
-
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class FormFields(Dict[str, Any]):
@@ -26,16 +27,53 @@ class BadField(Exception):
     """A request field has the wrong type (the message names it)."""
 
 
+def read_body(request: Request) -> bytes:
+    """The whole request body, at most ``request.max_content_length`` bytes.
+
+    A body with a ``Content-Length`` over the limit is refused by werkzeug; a chunked one is
+    read here, since werkzeug would cut it at the limit without a word.
+
+    Raises:
+        RequestEntityTooLarge: the body is over the limit (413).
+    """
+    cached = request.environ.get(_BODY_KEY)
+    if cached is not None:
+        return bytes(cached)
+    limit = request.max_content_length
+    if request.content_length is not None or limit is None or "wsgi.input_terminated" not in request.environ:
+        body = request.get_data()
+    else:
+        stream = request.environ["wsgi.input"]
+        chunks: List[bytes] = []
+        total = 0
+        while True:
+            chunk = stream.read(min(65536, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise RequestEntityTooLarge()
+        body = b"".join(chunks)
+    request.environ[_BODY_KEY] = body
+    return body
+
+
 def request_fields(request: Request) -> Optional[Dict[str, Any]]:
     """The fields of a JSON or form body (None: not decodable, or another content type)."""
     mimetype = request.mimetype
     if mimetype == "application/json" or mimetype.endswith("+json"):
         try:
-            data = json.loads(request.get_data() or b"null")
+            data = json.loads(read_body(request) or b"null")
         except ValueError:
             return None
         return data if isinstance(data, dict) else None
-    if mimetype in _FORM_TYPES:
+    if mimetype == "application/x-www-form-urlencoded":
+        try:
+            return FormFields(parse_qsl(read_body(request).decode("utf-8"), keep_blank_values=True))
+        except (UnicodeDecodeError, ValueError):
+            return None
+    if mimetype == "multipart/form-data":
         return FormFields(request.form.items())
     return None
 

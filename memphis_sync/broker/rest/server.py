@@ -56,7 +56,9 @@ class _Handler(WSGIRequestHandler):
         return environ
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        logger.debug("REST ingress: %s %s %s", self.address_string(), getattr(self, "requestline", ""), code)
+        # the path without its query: ?authorization= carries a token
+        path = str(getattr(self, "path", "")).split("?", 1)[0]
+        logger.debug("REST ingress: %s %s %s %s", self.address_string(), getattr(self, "command", ""), path, code)
 
     def log_error(self, format: str, *args: Any) -> None:
         logger.info("REST ingress: " + format, *args)

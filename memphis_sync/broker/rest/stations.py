@@ -37,7 +37,7 @@ from ...errors import (
     PayloadTooLargeError,
 )
 from ...memphis.message import Message
-from .fields import BadField, json_reply, number_field, request_fields
+from .fields import BadField, json_reply, number_field, read_body, request_fields
 from .server import RAW_HEADERS_KEY
 from .sessions import Sessions
 from .settings import RestSettings
@@ -144,7 +144,7 @@ class StationRoutes:
                 "error": f"unsupported content type {request.content_type or '(none)'!r}: send text/*, "
                          "application/json, application/x-protobuf or application/octet-stream",
             })
-        payload = request.get_data()  # over max_body: 413 from werkzeug
+        payload = read_body(request)  # over max_body: 413
         try:
             headers, msg_id = message_headers(request.environ.get(RAW_HEADERS_KEY, []))
             memphis = self._sessions.get(user)
@@ -164,7 +164,7 @@ class StationRoutes:
                 "error": f"unsupported content type {request.content_type or '(none)'!r}: send application/json",
             })
         try:
-            items = json.loads(request.get_data() or b"null")
+            items = json.loads(read_body(request) or b"null")
         except ValueError as exc:
             return json_reply(400, {"success": False, "error": f"the body is not JSON: {exc}"})
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
