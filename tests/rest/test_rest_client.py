@@ -250,3 +250,40 @@ def test_timeouts_are_bounded(rest_broker: LocalBroker, station: str) -> None:
             with pytest.raises(RequestTimeout, match="no reply"):
                 c.authenticate()
             assert time.monotonic() - started < 3
+
+
+def test_password_mode_with_account_id(memphis_broker_factory: Any, station: str) -> None:
+    broker = memphis_broker_factory(password="pw", users={"app": "app-pw"}, rest_port=0)
+    with RestClient(broker.rest_url, "app", password="app-pw", account_id=1) as app, \
+            RestClient(broker.rest_url, "root$1", password="pw") as root:
+        app.produce(station, "from app")
+        root.produce(station, "from root")
+        got = root.consume_batch(station, "reader", batch_max_wait_time_ms=1000)
+        assert [m.data for m in got] == [b"from app", b"from root"]
+    with pytest.raises(RestAuthError):
+        RestClient(broker.rest_url, "app", password="app-pw", account_id=7).authenticate()
+
+
+def test_broker_down_is_a_server_error_then_recovers(memphis_broker_factory: Any, station: str) -> None:
+    from memphis_sync.broker.rest import RestSettings
+
+    broker = memphis_broker_factory(rest_port=0, rest_settings=RestSettings(ack_wait_sec=1))
+    with RestClient(broker.rest_url, "root", connection_token=broker.connection_token, retries=0, timeout=10) as c:
+        c.produce(station, "before")
+        broker.nats_server.stop()
+        started = time.monotonic()
+        with pytest.raises(RestServerError) as info:
+            c.produce(station, "while down", msg_id="down-1")
+        assert info.value.status == 503 and time.monotonic() - started < 8
+        broker.nats_server.start()
+        wait_until(lambda: _ok(lambda: c.produce(station, "after", msg_id="after-1")), 20, "a produce after the restart")
+        # a 503 here (the control plane still reconnecting) fetched nothing: asking again is safe
+        got = wait_until(lambda: _ok(lambda: c.consume_batch(station, "r", batch_max_wait_time_ms=1000)), 20, "a consume")
+    assert [m.data for m in got][0] == b"before" and [m.data for m in got][-1] == b"after"
+
+
+def _ok(call: Any) -> Any:
+    try:
+        return call() or True
+    except (RestServerError, MemphisConnectError, RequestTimeout):
+        return False

@@ -34,6 +34,7 @@ from ...errors import (
     MemphisTimeoutError,
     MemphisValueError,
     NetworkError,
+    NoRespondersError,
     PayloadTooLargeError,
 )
 from ...memphis.message import Message
@@ -92,6 +93,8 @@ def _failure(exc: BaseException) -> Tuple[int, str]:
     """The HTTP status and the error text of a failed produce or fetch."""
     if isinstance(exc, PayloadTooLargeError):
         return 413, str(exc)
+    if isinstance(exc, MemphisRequestError) and isinstance(exc.__cause__, NoRespondersError):
+        return 503, str(exc)  # the control plane is not there (yet): try again
     if isinstance(exc, (MemphisSchemaError, MemphisHeaderError, MemphisValueError, MemphisRequestError)):
         return 400, str(exc)
     if isinstance(exc, (MemphisTimeoutError, NetworkError)):
