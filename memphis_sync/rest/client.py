@@ -359,7 +359,8 @@ class RestClient:
 
         Raises:
             RestError / RestAuthError / RestServerError: HTTP errors (a consume is never
-                retried once sent: a lost reply's messages come again after the ack time).
+                retried once sent; the local ingress delivers the messages of a reply it could
+                not write again).
             MemphisConnectError / RequestTimeout: no (timely) reply.
         """
         for value, what in ((batch_size, "batch_size"), (batch_max_wait_time_ms, "batch_max_wait_time_ms")):

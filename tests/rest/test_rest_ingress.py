@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client as httplib
 import json
+import logging
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import jwt
+import pytest
 from rest_tools import bearer, drain, http, json_schema_file, login
 
 import memphis_sync
@@ -266,8 +268,9 @@ def test_consume_batch_fields_and_acks(rest_broker: LocalBroker, memphis: memphi
 
 
 def test_a_reply_that_cannot_be_written_is_delivered_again(
-    rest_broker: LocalBroker, memphis: memphis_sync.Memphis, station: str
+    rest_broker: LocalBroker, memphis: memphis_sync.Memphis, station: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="memphis_sync.broker.rest")
     token = login(rest_broker)["jwt"]
     body = json.dumps({"consumer_name": "lost", "batch_size": 1, "batch_max_wait_time_ms": 3000}).encode()
     host, port = rest_broker.rest_url.split("//")[1].rsplit(":", 1)
@@ -281,6 +284,7 @@ def test_a_reply_that_cannot_be_written_is_delivered_again(
     sock.close()  # a reset: the reply cannot be written
     memphis.produce(station, "p", "survives")
     wait_until(lambda: not rest_broker.rest_gateway.active_requests(), 10, "the consume to end")
+    assert "a consume reply was not written; 1 message(s) will be delivered again" in caplog.text
     status, _, reply = http(rest_broker.rest_url, "POST", f"/stations/{station}/consume/batch", {"consumer_name": "lost", "batch_max_wait_time_ms": 3000}, bearer(token))
     assert status == 200 and [m["message"] for m in reply] == ["survives"]
 
@@ -402,3 +406,18 @@ def test_cli_serves_rest(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_a_taken_rest_port_is_a_broker_error(tmp_path: Path) -> None:
+    from memphis_sync.errors import BrokerError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        broker = LocalBroker(port=0, rest_port=taken.getsockname()[1], store_dir=tmp_path / "store")
+        try:
+            with pytest.raises(BrokerError, match=f"REST port {taken.getsockname()[1]} on 127.0.0.1 is already in use"):
+                broker.start()
+            assert not broker.is_running() and not broker.nats_server.is_running()
+        finally:
+            broker.close()
