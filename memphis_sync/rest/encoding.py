@@ -57,11 +57,11 @@ def encode_body(message: Any, content_type: Optional[str] = None) -> Tuple[bytes
 
 def http_headers(headers: HeadersArg) -> List[Tuple[str, str]]:
     """The (name, value) pairs of message headers, checked as the producer checks them and as
-    HTTP requires.
+    HTTP requires; values travel as UTF-8.
 
     Raises:
         MemphisHeaderError: a ``$memphis`` key, CR/LF, a name that is not an HTTP token or that
-            HTTP reserves, a value that is not Latin-1.
+            HTTP reserves.
     """
     wire = to_wire_headers(headers, {})
     pairs: List[Tuple[str, str]] = []
@@ -70,11 +70,9 @@ def http_headers(headers: HeadersArg) -> List[Tuple[str, str]]:
             raise MemphisHeaderError(f"header name {name!r} cannot travel over HTTP (not an HTTP token)")
         if name.lower() in RESERVED_HTTP_HEADERS:
             raise MemphisHeaderError(f"header {name!r} is reserved by HTTP or the gateway (use msg_id= for msg-id)")
-        try:
-            value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise MemphisHeaderError(f"header {name!r}: the value cannot travel over HTTP (not Latin-1)") from None
-        pairs.append((name, value))
+        # HTTP header bytes are Latin-1 to the stdlib: send the value's UTF-8 bytes (the
+        # gateways read them back as UTF-8)
+        pairs.append((name, value.encode("utf-8").decode("latin-1")))
     return pairs
 
 

@@ -82,6 +82,10 @@ def message_headers(raw: List[Tuple[str, str]]) -> Tuple[Dict[str, str], Optiona
             raise MemphisHeaderError(f"header {name!r}: keys in headers should not start with $memphis")
         if lowered in DROPPED_HEADERS or lowered in connection_listed:
             continue
+        try:  # the stdlib reads header bytes as Latin-1; clients send UTF-8
+            value = value.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
         if lowered in ("msg-id", "nats-msg-id"):
             msg_id = value
             continue
