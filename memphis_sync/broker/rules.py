@@ -17,6 +17,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
+from .._defaults import MEMPHIS_MAX_NAME_LENGTH
+from .._names import internal_name, name_error
+from ..memphis import durable
+
 __all__ = [
     "Refusal",
     "MAX_NAME_LENGTH",
@@ -38,7 +42,7 @@ __all__ = [
 ]
 
 #: Longest allowed name (``validateName``: 128 is allowed, 129 is not).
-MAX_NAME_LENGTH = 128
+MAX_NAME_LENGTH = MEMPHIS_MAX_NAME_LENGTH
 #: The partition limit quoted by the broker's error text (``MAX_PARTITIONS``).
 MAX_PARTITIONS = 10000
 #: ``message_age_sec`` default when no or a non-positive retention is given (1 hour).
@@ -51,8 +55,7 @@ MAX_IDEMPOTENCY_MS = 86400000
 DEFAULT_MAX_ACK_TIME_MS = 30000
 MAX_MSG_DELIVERIES = 10
 
-_NAME_RE = re.compile(r"^[a-z0-9_.-]*$")
-_USER_TENANT_RE = re.compile(r"^(.*)\$(\d+)$")
+_USER_TENANT_RE = re.compile(r"(.*)\$(\d+)", re.DOTALL)
 _RETENTION_TYPES = ("message_age_sec", "messages", "bytes", "ack_based")
 _STORAGE_TYPES = ("file", "memory")
 _NS_PER_MS = 1_000_000
@@ -66,28 +69,10 @@ class Refusal(Exception):
         self.text = text
 
 
-def internal_name(name: str) -> str:
-    """The internal form of a name: lower-cased, ``.`` replaced by ``#`` (streams, durables, subjects)."""
-    return name.lower().replace(".", "#")
-
-
 def validate_name(name: str, object_type: str) -> Optional[str]:
-    """Check an already lower-cased name; return the broker's error text, or None if valid.
-
-    Args:
-        name: The lower-cased name.
-        object_type: ``"Station"``, ``"Producer"``, ``"Consumer"`` or ``"Schema"`` (it is quoted
-            in the error texts).
-    """
-    if len(name) == 0:
-        return f"{object_type} name can not be empty"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"{object_type} should be under 128 characters"
-    if not _NAME_RE.match(name):
-        return f"Only alphanumeric and the '_', '-', '.' characters are allowed in {object_type}"
-    if name[0] in ".-_" or name[-1] in ".-_":
-        return f"{object_type} name can not start or end with non alphanumeric character"
-    return None
+    """Check an already lower-cased name; return the broker's error text, or None if valid
+    (the rules of :func:`memphis_sync._names.name_error`)."""
+    return name_error(name, object_type)
 
 
 def station_name_from_str(name: Any) -> Tuple[str, Optional[str]]:
@@ -106,7 +91,7 @@ def station_name_from_str(name: Any) -> Tuple[str, Optional[str]]:
 def split_username(username: Any) -> Tuple[str, int]:
     """``getUserAndTenantIdFromString``: ``"name$<digits>"`` → ``("name", digits)``; else tenant -1."""
     text = str(username or "")
-    match = _USER_TENANT_RE.match(text)
+    match = _USER_TENANT_RE.fullmatch(text)
     if match:
         return match.group(1), int(match.group(2))
     return text, -1
@@ -374,23 +359,16 @@ def consumer_settings(request: Mapping[str, Any]) -> Union[ConsumerSettings, str
 
 
 def deliver_policy(start_seq: int, last_messages: int, last_seq: int) -> Tuple[str, Optional[int]]:
-    """The durable's deliver policy and ``opt_start_seq`` (§7.3).
-
-    ``last_messages > 0`` uses ``by_start_sequence`` whatever the partition count (§15.3: the
-    broker skips single-partition stations by mistake).
+    """The durable's deliver policy (its wire value) and ``opt_start_seq`` (§7.3), by the rule of
+    :func:`memphis_sync.memphis.durable.deliver_policy`.
 
     Args:
         start_seq: ``start_consume_from_sequence``.
         last_messages: ``last_messages``.
         last_seq: The partition stream's last sequence (used with ``last_messages > 0``).
     """
-    if last_messages == 0 and start_seq == 1:
-        return "new", None
-    if last_messages > 0:
-        return "by_start_sequence", max(1, last_seq - last_messages + 1)
-    if start_seq > 1:
-        return "by_start_sequence", start_seq
-    return "all", None
+    policy, start = durable.deliver_policy(start_seq, last_messages, lambda: last_seq)
+    return policy.value, start
 
 
 def durable_config(

@@ -70,7 +70,7 @@ class Memphis:
         self._js: JetStream = None  # type: ignore[assignment]
         self._requester: Optional[Requester] = None
         self._stations: Optional[StationCache] = None
-        self._registry = Registry()
+        self._registry: Registry["Producer", "Consumer"] = Registry()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -116,7 +116,9 @@ class Memphis:
                 unlike the official SDKs, values above 9 are not silently reduced to 9.
             reconnect_interval_ms: wait between reconnect attempts.
             timeout_ms: TCP connect plus handshake timeout.
-            cert_file / key_file / ca_file: mutual TLS; all three or none.
+            cert_file / key_file / ca_file: mutual TLS; all three or none. ``ca_file`` is the only
+                trust store for the broker's certificate (the system CAs are not used; the SDK
+                adds the file to them).
             max_pending_acks: nonblocking produces in flight (unacknowledged) on this
                 connection before ``produce(nonblocking=True)`` waits for room (4000, as the
                 SDKs' JetStream). Keyword only, as the options below (not in the SDK).

@@ -8,10 +8,10 @@ returns the value (lower-cased, for a name) so a caller can check and use it in 
 from __future__ import annotations
 
 import enum
-import re
 from typing import Any, Optional, Type, TypeVar
 
 from .. import _defaults
+from .._names import internal_name, name_error
 from ..errors import MemphisValueError
 
 __all__ = [
@@ -19,40 +19,30 @@ __all__ = [
     "check_bool", "check_batch_size", "enum_value",
 ]
 
-_NAME_RE = re.compile(r"^[a-z0-9_.-]*$")
 _INT_MAX = 2**63 - 1
 _E = TypeVar("_E", bound=enum.Enum)
 
 
-def internal_name(name: str) -> str:
-    """The broker's internal form of a station/group name: lower-case, ``.`` → ``#``."""
-    return name.lower().replace(".", "#")
-
-
 def validate_name(name: object, object_type: str) -> str:
-    """Check a name with the broker's rules and return it lower-cased.
+    """Check a name with the broker's rules (:func:`memphis_sync._names.name_error`) and return
+    it lower-cased.
 
     Args:
         name: the name given by the caller.
         object_type: ``"Station"``, ``"Producer"``, ``"Consumer"`` or ``"Schema"`` (used in texts).
 
     Raises:
-        MemphisValueError: with the broker's text (empty, over 128 characters, bad characters,
-            starting or ending with ``.``, ``-`` or ``_``).
+        MemphisValueError: with the broker's text and the name given (empty, over 128 characters,
+            bad characters anywhere, a final newline included, starting or ending with ``.``,
+            ``-`` or ``_``).
     """
     if not isinstance(name, str):
         raise MemphisValueError(f"{object_type} name must be a str, got {type(name).__name__}: {name!r}")
     lowered = name.lower()
-    if not lowered:
-        raise MemphisValueError(f"{object_type} name can not be empty")
-    if len(lowered) > _defaults.MEMPHIS_MAX_NAME_LENGTH:
-        raise MemphisValueError(f"{object_type} should be under 128 characters ({name[:20]!r}... has {len(name)})")
-    if not _NAME_RE.match(lowered):
-        raise MemphisValueError(
-            f"Only alphanumeric and the '_', '-', '.' characters are allowed in {object_type} (got {name!r})"
-        )
-    if lowered[0] in "._-" or lowered[-1] in "._-":
-        raise MemphisValueError(f"{object_type} name can not start or end with non alphanumeric character (got {name!r})")
+    error = name_error(lowered, object_type)
+    if error is not None:
+        shown = f"{name[:20]!r}... has {len(name)} characters" if len(name) > 40 else repr(name)
+        raise MemphisValueError(f"{error} (got {shown})")
     return lowered
 
 

@@ -34,7 +34,7 @@ from ..errors import (
 from ._core import _ConnectionCore
 from .protocol import EOF, PONG, Err, Info, Msg, Ping, Pong, encode_sub, encode_unsub
 from .reconnect import build_retrying
-from .status import CLOSED, CONNECTED, RECONNECTING
+from .states import CLOSED, CONNECTED, RECONNECTING
 
 __all__: List[str] = []
 

@@ -21,6 +21,11 @@ from memphis_sync.broker import rules as st
         ("-a", "Station name can not start or end with non alphanumeric character"),
         ("a.", "Station name can not start or end with non alphanumeric character"),
         ("_", "Station name can not start or end with non alphanumeric character"),
+        # the whole string is checked: a final newline is no exception ($ would match before it)
+        ("abc\n", "Only alphanumeric and the '_', '-', '.' characters are allowed in Station"),
+        ("abc\r\n", "Only alphanumeric and the '_', '-', '.' characters are allowed in Station"),
+        ("\nabc", "Only alphanumeric and the '_', '-', '.' characters are allowed in Station"),
+        ("ab\x00c", "Only alphanumeric and the '_', '-', '.' characters are allowed in Station"),
     ],
 )
 def test_validate_name(name: str, error: str) -> None:
@@ -34,6 +39,7 @@ def test_names() -> None:
     assert st.split_username("root$1") == ("root", 1)
     assert st.split_username("root") == ("root", -1)
     assert st.split_username("a$b$12") == ("a$b", 12)
+    assert st.split_username("root$1\n") == ("root$1\n", -1)  # the whole string, a final newline too
 
 
 @pytest.mark.parametrize(

@@ -246,7 +246,8 @@ def test_producer_request_body_reply_and_cache(memphis, fake_plane):
 @pytest.mark.parametrize(
     "station,name,text",
     [("", "p", "Station name can not be empty"), ("s", "", "Producer name can not be empty"),
-     ("s", "p" * 129, "Producer should be under 128"), ("s", "p!", "Only alphanumeric"), ("s", "p_", "can not start or end")],
+     ("s", "p" * 129, "Producer should be under 128"), ("s", "p!", "Only alphanumeric"), ("s", "p_", "can not start or end"),
+     ("s", "p\n", "Only alphanumeric"), ("s\n", "p", "Only alphanumeric")],
 )
 def test_producer_bad_names(memphis, fake_plane, station, name, text):
     with pytest.raises(MemphisValueError, match=text):
@@ -439,6 +440,9 @@ def test_consumer_request_body_and_destroy(memphis, fake_plane):
         ({"consumer_name": ""}, "Consumer name can not be empty"),
         ({"consumer_name": "c" * 129}, "Consumer should be under 128"),
         ({"consumer_group": "bad group"}, "Only alphanumeric"),
+        ({"consumer_group": "g\n"}, "Only alphanumeric"),
+        ({"consumer_name": "c\n"}, "Only alphanumeric"),
+        ({"station_name": "cs\n"}, "Only alphanumeric"),
         ({"station_name": "bad$station"}, "Only alphanumeric"),
         ({"batch_size": 0}, "Batch size can not be greater than 5000 or less than 1"),
         ({"batch_size": 5001}, "Batch size can not be greater than 5000 or less than 1"),

@@ -86,6 +86,9 @@ def test_pick_partition_rules():
         ("_lead", "can not start or end with non alphanumeric character"),
         ("trail.", "can not start or end with non alphanumeric character"),
         (5, "must be a str"),
+        ("abc\n", "Only alphanumeric"),  # the whole string is checked, a final newline too
+        ("abc\r\n", "Only alphanumeric"),
+        ("a\tb", "Only alphanumeric"),
     ],
 )
 def test_validate_name_refuses(name, text):
