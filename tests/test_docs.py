@@ -162,7 +162,8 @@ BROKER_DIFFERENCES = {
     "msg-id de-duplication", "Single-partition last_messages", "Partition cap", "Schema name and type validation",
     "Protobuf compiler", "Missing schema or user at station creation", "Rejoining a consumer group with another start",
     "DLS retention", "DLS forwarding partition", "Schema DLS setting updates", "Disconnect tracking",
-    "Token mode user names", "WebSocket listener", "Tiered storage",
+    "Plain NATS clients in token mode", "User types", "Connects while no control plane runs",
+    "Password mode connection names", "WebSocket listener", "Tiered storage",
 }
 #: ``§15.<n>`` markers in memphis_sync/broker/ where the local broker does what the broker does.
 SAME_AS_THE_BROKER = {

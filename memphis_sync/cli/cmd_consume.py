@@ -83,9 +83,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: TextIO, 
                 else:
                     sink.write(bytes(message.get_data()).decode("utf-8", errors="replace") + "\n")
                 sink.flush()
+                got += 1  # written (an interrupted ack gets the message delivered again later)
                 if not args.no_ack:
                     message.ack()
-                got += 1
                 if args.count is not None and got >= args.count:
                     break
     except KeyboardInterrupt:

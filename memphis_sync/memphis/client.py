@@ -31,12 +31,12 @@ from .message import HeadersArg, Message
 from .producer import Producer, open_producer
 from .registry import Registry, registry_key
 from .requester import APP_ID, Requester, normalize_host
-from .schemaverse import creation_body as schema_creation_body
-from .schemaverse import raise_for_creation_reply as raise_for_schema_reply
+from .schema_calls import _SchemaCalls
 from .schemaverse import validate_schema_name
 from .state import StationCache
 from .station import Retention, Station, Storage
 from .station import creation_body as station_creation_body
+from .url import merge_url
 from .validate import check_batch_size, check_int, internal_name, validate_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,12 +44,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..jetstream.types import PubAck
 
-__all__ = ["Memphis", "connect", "APP_ID"]
+__all__ = ["Memphis", "connect", "from_url", "APP_ID"]
 
 logger = logging.getLogger("memphis_sync.client")  # the name users configure (kept from the flat layout)
 
 
-class Memphis:
+class Memphis(_SchemaCalls):
     """A connection to a Memphis broker. Thread-safe; use one per process.
 
     Create it with :func:`connect` (or ``Memphis().connect(...)``). Use it as a context manager
@@ -422,48 +422,6 @@ class Memphis:
             consumer_partition_number=consumer_partition_number, prefetch=prefetch,
         )
 
-    # -- schemas -------------------------------------------------------------------------
-
-    def create_schema(self, schema_name: str, schema_type: str, schema_path: str, timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES) -> None:
-        """Create a schema (or a new version of it) from a file (§10.5).
-
-        Raises:
-            MemphisValueError: a bad name or type, or the file cannot be read.
-            MemphisRequestError: the broker refused the schema.
-        """
-        body = schema_creation_body(schema_name, schema_type, schema_path, self.username)
-        reply = self._plane()[0].request("$memphis_schema_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        raise_for_schema_reply(schema_name, reply)
-
-    def enforce_schema(self, name: str, station_name: str, timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES) -> None:
-        """Attach schema ``name`` to a station (§10.4); its producers validate from then on.
-
-        Raises:
-            MemphisValueError: an empty name.
-            MemphisRequestError: the broker refused (missing station or schema).
-        """
-        if not name or not station_name:
-            raise MemphisValueError("name and station name can not be empty")
-        body = {"name": name, "station_name": station_name, "username": self.username}
-        self._plane()[0].ask("$memphis_schema_attachments", body, timeout_retries, what=f"attaching schema {name!r} to station {station_name!r}")
-
-    def attach_schema(self, name: str, station_name: str) -> None:
-        """Deprecated alias of :meth:`enforce_schema`."""
-        warnings.warn("Deprecation warning: attach_schema is deprecated, use enforce_schema instead.", DeprecationWarning, stacklevel=2)
-        self.enforce_schema(name, station_name)
-
-    def detach_schema(self, station_name: str, timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES) -> None:
-        """Detach the schema of a station (§10.4).
-
-        Raises:
-            MemphisValueError: an empty station name.
-            MemphisRequestError: the broker refused.
-        """
-        if not station_name:
-            raise MemphisValueError("station name is missing")
-        body = {"station_name": station_name, "username": self.username}
-        self._plane()[0].ask("$memphis_schema_detachments", body, timeout_retries, what=f"detaching the schema of station {station_name!r}")
-
 
 def _with_random_suffix(name: str) -> str:
     warnings.warn(
@@ -473,12 +431,20 @@ def _with_random_suffix(name: str) -> str:
     return f"{name}_{secrets.token_hex(4)}"
 
 
+#: The defaults of :func:`connect`'s arguments (an argument at its default does not override a URL).
+_CONNECT_DEFAULTS = {
+    "account_id": 1, "connection_token": "", "password": "", "port": _defaults.MEMPHIS_PORT, "reconnect": True,
+    "max_reconnect": _defaults.MAX_RECONNECT, "reconnect_interval_ms": 1500, "timeout_ms": 2000,
+    "cert_file": "", "key_file": "", "ca_file": "",
+}
+
+
 def connect(
-    host: str,
-    username: str,
+    host: Optional[str] = None,
+    username: Optional[str] = None,
+    account_id: int = 1,
     connection_token: str = "",
     password: str = "",
-    account_id: int = 1,
     port: int = _defaults.MEMPHIS_PORT,
     reconnect: bool = True,
     max_reconnect: int = _defaults.MAX_RECONNECT,
@@ -487,14 +453,37 @@ def connect(
     cert_file: str = "",
     key_file: str = "",
     ca_file: str = "",
+    *,
+    url: Optional[str] = None,
     **options: Any,
 ) -> Memphis:
     """Connect to a Memphis broker and return the :class:`Memphis` connection.
 
-    Same arguments as :meth:`Memphis.connect` (its keyword-only options included).
+    The arguments and their positional order are those of :meth:`Memphis.connect` (and of the
+    SDK's ``Memphis.connect``), its keyword-only options included; or give ``url``
+    (``memphis://USER:TOKEN@HOST:PORT?account_id=1``, see :mod:`memphis_sync.memphis.url`)
+    instead of ``host``, ``username`` and the rest. Arguments given beside a URL are added to
+    it (e.g. the token, to keep it out of the URL); one the URL gives too must agree.
+
+    Raises:
+        MemphisValueError: no host or username (and no url), a bad URL, or an argument given
+            twice with two values.
+        MemphisConnectError: see :meth:`Memphis.connect`.
     """
-    return Memphis().connect(
-        host, username, account_id=account_id, connection_token=connection_token, password=password, port=port,
-        reconnect=reconnect, max_reconnect=max_reconnect, reconnect_interval_ms=reconnect_interval_ms,
-        timeout_ms=timeout_ms, cert_file=cert_file, key_file=key_file, ca_file=ca_file, **options,
-    )
+    given = {
+        "host": host, "username": username, "account_id": account_id, "connection_token": connection_token,
+        "password": password, "port": port, "reconnect": reconnect, "max_reconnect": max_reconnect,
+        "reconnect_interval_ms": reconnect_interval_ms, "timeout_ms": timeout_ms, "cert_file": cert_file,
+        "key_file": key_file, "ca_file": ca_file,
+    }
+    return Memphis().connect(**merge_url(url, given, _CONNECT_DEFAULTS), **options)
+
+
+def from_url(url: str, **kwargs: Any) -> Memphis:
+    """``connect(url=url, **kwargs)``: connect with the settings of a Memphis URL.
+
+    Raises:
+        MemphisValueError: a bad URL (shown with its secret hidden).
+        MemphisConnectError: see :meth:`Memphis.connect`.
+    """
+    return connect(url=url, **kwargs)

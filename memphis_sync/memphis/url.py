@@ -16,7 +16,8 @@ The environment variables (:data:`ENVIRONMENT`) are read by :func:`settings_from
 ``MEMPHIS_CERT_FILE``, ``MEMPHIS_KEY_FILE``, ``MEMPHIS_CA_FILE``; the single variables win over
 the parts of ``MEMPHIS_URL``.
 
-Errors never quote a secret: a URL is shown with its secret replaced by ``***``.
+Errors never quote a secret: a URL is shown through
+:func:`memphis_sync.nats.servers.redact_url`, its secret replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import urllib.parse
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from ..errors import MemphisValueError
+from ..nats.servers import redact_url
 
-__all__ = ["ENVIRONMENT", "parse_url", "redact_url", "settings_from_env"]
+__all__ = ["ENVIRONMENT", "merge_url", "parse_url", "settings_from_env"]
 
 #: The schemes a Memphis URL may have.
 SCHEMES = ("memphis",)
@@ -84,22 +86,6 @@ _QUERY: Dict[str, Callable[[str, str], Any]] = {
     "ca_file": _text,
 }
 _INT_ENV = {"port": _integer(1), "account_id": _integer(0)}
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the secret of its user part replaced by ``***`` (for messages and logs)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, tail = rest.partition("/")
-    query_start = netloc.find("?")
-    if query_start >= 0:  # "memphis://u:s@h?x" (no path): the query is not part of the netloc
-        netloc, tail, slash = netloc[:query_start], netloc[query_start:] + slash + tail, ""
-    userinfo, at, hostport = netloc.rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{hostport}{slash}{tail}"
 
 
 def parse_url(url: str) -> Dict[str, Any]:
@@ -181,3 +167,29 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, 
         if value:
             settings[name] = _INT_ENV[name](value, variable) if name in _INT_ENV else value
     return settings
+
+
+def merge_url(url: Optional[str], given: Mapping[str, Any], defaults: Mapping[str, Any]) -> Dict[str, Any]:
+    """The arguments of a ``connect(url=..., ...)`` call: what ``url`` gives, plus each argument
+    in ``given`` that differs from its default in ``defaults`` (``None`` means not given).
+
+    Raises:
+        MemphisValueError: a bad URL, an argument that the URL gives another value, or (without
+            a URL) no ``host`` or ``username``.
+    """
+    if url is None:
+        missing = [name for name in ("host", "username") if given.get(name) is None]
+        if missing:
+            raise MemphisValueError(f"connect() needs {' and '.join(missing)} (or url='memphis://USER:TOKEN@HOST:PORT')")
+        return dict(given)
+    settings = parse_url(url)
+    for name, value in given.items():
+        if value is None or (name in defaults and value == defaults[name]):
+            continue
+        if name in settings and settings[name] != value:
+            shown = "***" if name in ("connection_token", "password") else repr(value)
+            raise MemphisValueError(f"{name} is given twice: {shown} and in the URL {redact_url(url)!r}")
+        settings[name] = value
+    if settings.get("connection_token") and settings.get("password"):
+        raise MemphisValueError("connection_token and password given together (one in the URL, one as an argument)")
+    return {**{k: v for k, v in given.items() if v is not None}, **settings}

@@ -133,6 +133,10 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
         on_error: ``callback(conn, exc)`` for asynchronous errors (server -ERR, slow consumers).
         on_discovered_server: ``callback(conn)`` when INFO adds servers.
         on_lame_duck: ``callback(conn)`` when the server enters lame duck mode.
+
+    Raises:
+        LocalProtocolError: a bad option or server address (credentials are redacted).
+        MemphisConnectError: a bad TLS file, checked here before any server is dialed.
     """
 
     def __init__(
@@ -185,8 +189,10 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
             random.shuffle(self._pool)
         self.name = name
         self._token, self._user, self._password = token, user, password
+        if tls is not None and not isinstance(tls, TlsOptions):
+            raise LocalProtocolError(f"tls must be TlsOptions (a ready context: TlsOptions(context=...)), got {type(tls).__name__}")
         self._tls = tls
-        self._tls_context = None
+        self._tls_context = tls.build_context() if tls is not None else None  # bad files fail here, not after dialing
         self.connect_timeout = connect_timeout
         self.reconnect_policy = reconnect or ReconnectPolicy()
         self.reconnect_buffer_size = reconnect_buffer_size

@@ -247,6 +247,10 @@ class _Outbox(_ConnectionCore):
                 # and every new frame kick us
                 kick.wait(max(0.0, next_ping - time.monotonic()))
                 kick.clear()
+                # the kick is spent: a flag left set (woken while disconnected, where nothing
+                # is written) would swallow every later kick and stall writes after a
+                # reconnect until the next liveness PING; `work` is re-read at the loop top
+                self._flush_kicked = False
             if closing.is_set():
                 break
             if work:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memphis_sync.errors import MemphisValueError
-from memphis_sync.memphis.url import parse_url, redact_url, settings_from_env
+from memphis_sync.memphis.url import parse_url, settings_from_env
 
 SECRET = "S3CRET"
 
@@ -51,17 +51,6 @@ def test_bad_urls_say_what_is_wrong_without_the_secret(url, text):
 def test_not_a_str():
     with pytest.raises(MemphisValueError, match="url must be a str"):
         parse_url(b"memphis://root@h")  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("url, shown", [
-    ("memphis://root:S3CRET@h:1?x=1", "memphis://root:***@h:1?x=1"),
-    ("memphis://root:S3C@RET@h", "memphis://root:***@h"),
-    ("memphis://root@h", "memphis://root@h"),
-    ("memphis://h:1/p?q", "memphis://h:1/p?q"),
-    ("not a url", "not a url"),
-])
-def test_redact_url(url, shown):
-    assert redact_url(url) == shown
 
 
 def test_environment():
