@@ -209,14 +209,17 @@ class LocalBroker:
         self._control_plane = control_plane
         if self._rest_port is not None:
             try:
-                self._start_rest(tls)
+                self._start_rest()
             except BaseException:
                 self.stop()
                 raise
 
-    def _start_rest(self, tls: Optional[TlsOptions]) -> None:
+    def _start_rest(self) -> None:
         from memphis_sync.broker.rest import RestGateway, UserDirectory
 
+        tls = None
+        if self._tls is not None:  # the server certificate doubles as the client certificate
+            tls = TlsOptions(ca_file=self._tls.ca_file, cert_file=self._tls.cert_file, key_file=self._tls.key_file)
         if self._rest is None:  # one object for the broker's life: its tokens survive restarts
             users = UserDirectory(token=self._token, users=self._users, account_id=self._account_id)
             self._rest = RestGateway(

@@ -421,3 +421,12 @@ def test_a_taken_rest_port_is_a_broker_error(tmp_path: Path) -> None:
             assert not broker.is_running() and not broker.nats_server.is_running()
         finally:
             broker.close()
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["tls", "mutual-tls"])
+def test_ingress_of_a_tls_broker(memphis_broker_factory: Any, tls_certs: Any, station: str, verify: bool) -> None:
+    broker = memphis_broker_factory(tls=tls_certs.server_tls(verify=verify), rest_port=0)
+    token = login(broker)["jwt"]
+    assert produce(broker, station, "over tls", token)[0] == 200  # the ingress's connection uses TLS
+    status, _, reply = http(broker.rest_url, "POST", f"/stations/{station}/consume/batch", {"consumer_name": "t", "batch_max_wait_time_ms": 500}, bearer(token))
+    assert status == 200 and [m["message"] for m in reply] == ["over tls"]
