@@ -25,6 +25,7 @@ LAYERS = [
     {"nats"},
     {"jetstream"},
     {"memphis"},
+    {"rest"},  # the REST gateway client: beside the Memphis API, on its message and header rules
     {"broker"},
     {"testing", "cli", "__main__", "__init__", "demo", "demo_report"} | ALIASES,
 ]
