@@ -78,12 +78,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: TextIO, 
                 batch_max_time_to_wait_ms=1000, start_consume_from_sequence=args.from_sequence,
             )
             for message in _stream(consumer, args):
-                if args.json:
-                    sink.write(json.dumps(message_record(message), ensure_ascii=False) + "\n")
-                else:
-                    sink.write(bytes(message.get_data()).decode("utf-8", errors="replace") + "\n")
+                line = (json.dumps(message_record(message), ensure_ascii=False) if args.json
+                        else bytes(message.get_data()).decode("utf-8", errors="replace"))
+                got += 1  # counted as it is handed to the output (unacked, it is delivered again later)
+                sink.write(line + "\n")
                 sink.flush()
-                got += 1  # written (an interrupted ack gets the message delivered again later)
                 if not args.no_ack:
                     message.ack()
                 if args.count is not None and got >= args.count:
