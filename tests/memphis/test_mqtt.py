@@ -42,7 +42,6 @@ class Device:
     def __init__(self, port: int, client_id: str, username: str, password: str) -> None:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
         self.client.username_pw_set(username, password)
-        self.client.reconnect_delay_set(min_delay=5, max_delay=5)  # a refused client must not hammer
         self.connack = threading.Event()
         self.reason: Optional[ReasonCode] = None
         self.suback: "queue.Queue[List[ReasonCode]]" = queue.Queue()
@@ -56,6 +55,8 @@ class Device:
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode, props: object) -> None:
         if self.reason is None:
             self.reason = reason
+        if reason.is_failure:  # refused: no reconnect attempts, the loop thread ends
+            client.disconnect()
         self.connack.set()
 
     def wait_connack(self) -> ReasonCode:
