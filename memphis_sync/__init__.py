@@ -53,6 +53,7 @@ from .errors import (
 from .memphis.client import Memphis, connect, from_url
 from .memphis.consumer import Consumer
 from .memphis.message import Headers, Message
+from .memphis.mqtt import mqtt_topic
 from .memphis.producer import Producer
 from .memphis.station import Retention, Station, Storage
 from .nats.connection import Connection, ConnectionStatus, ServerAddress, TlsOptions
@@ -73,6 +74,7 @@ __all__ = [
     "Consumer",
     "Message",
     "Headers",
+    "mqtt_topic",
     # NATS layer
     "nats_connect",
     "Connection",
