@@ -51,7 +51,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .. import _defaults
 from .._timeouts import deadline_after, describe
-from ..errors import ConnectionClosedError, FlushTimeout, LocalProtocolError, MemphisConnectError
+from ..errors import ConnectionClosedError, FlushTimeout, MemphisConnectError
 from .above import _LayersAbove
 from .callbacks import Callback, ErrorCallback, _Callbacks
 from .dial import _Dialer
@@ -128,6 +128,10 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
         on_error: ``callback(conn, exc)`` for asynchronous errors (server -ERR, slow consumers).
         on_discovered_server: ``callback(conn)`` when INFO adds servers.
         on_lame_duck: ``callback(conn)`` when the server enters lame duck mode.
+
+    Raises:
+        LocalProtocolError: a bad option or server address (its type or value; see
+            :mod:`memphis_sync.nats.options`): nothing is dialled.
     """
 
     def __init__(
@@ -452,5 +456,12 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
 
 
 def connect(servers: Union[str, Sequence[str]] = f"nats://127.0.0.1:{_defaults.NATS_PORT}", **options: Any) -> Connection:
-    """Create a :class:`Connection` and connect it. Takes the same options as the class."""
+    """Create a :class:`Connection` and connect it. Takes the same options as the class.
+
+    Raises:
+        LocalProtocolError: a bad option or server address (nothing is dialled).
+        AuthorizationError: the server refused the credentials.
+        ConnectTimeout: no server completed the handshake in ``connect_timeout``.
+        MemphisConnectError: no server could be reached.
+    """
     return Connection(servers, **options).connect()
