@@ -15,7 +15,6 @@ thread its own consumer (or share one through ``consume()``).
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any, List, Optional, Union
@@ -25,19 +24,16 @@ from .._timeouts import deadline_after, left
 from ..errors import ConnectionClosedError, MemphisConnectError, MemphisValueError
 from ..jetstream import JetStream
 from ..nats.connection import Connection
-from .consumer import Consumer, open_consumer
-from .consumer import creation_fields as consumer_creation_fields
+from . import schemaverse
+from .consumer import Consumer, creation_fields, open_consumer
 from .message import HeadersArg, Message
 from .producer import Producer, open_producer
-from .registry import Registry, registry_key
+from .registry import Registry, registry_key, with_random_suffix
 from .requester import APP_ID, Requester, normalize_host
-from .schemaverse import creation_body as schema_creation_body
-from .schemaverse import raise_for_creation_reply as raise_for_schema_reply
-from .schemaverse import validate_schema_name
 from .state import StationCache
 from .station import Retention, Station, Storage
 from .station import creation_body as station_creation_body
-from .validate import check_batch_size, check_int, internal_name, validate_name
+from .validate import check_batch_size, check_int, check_str, internal_name, validate_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Future
@@ -248,12 +244,20 @@ class Memphis:
         return Station(name.lower(), requester, stations)
 
     def unset_cached_producer_station(self, station_name: str) -> None:
-        """Forget this connection's cached producers of a station (they are not destroyed)."""
-        self._registry.unset_producers_of(internal_name(station_name))
+        """Forget this connection's cached producers of a station (they are not destroyed).
+
+        Raises:
+            MemphisValueError: ``station_name`` is not a str.
+        """
+        self._registry.unset_producers_of(internal_name(check_str(station_name, "station_name")))
 
     def unset_cached_consumer_station(self, station_name: str) -> None:
-        """Forget this connection's cached consumers of a station (they are not destroyed)."""
-        self._registry.unset_consumers_of(internal_name(station_name))
+        """Forget this connection's cached consumers of a station (they are not destroyed).
+
+        Raises:
+            MemphisValueError: ``station_name`` is not a str.
+        """
+        self._registry.unset_consumers_of(internal_name(check_str(station_name, "station_name")))
 
     def schema_name_validation(self, schema_name: str) -> None:
         """Check a schema name with the SDK's client-side rules.
@@ -261,10 +265,15 @@ class Memphis:
         Raises:
             MemphisValueError: empty, over 128 characters, bad characters or ends.
         """
-        validate_schema_name(schema_name)
+        schemaverse.validate_schema_name(schema_name)
 
     def send_notification(self, title: str, msg: str, failed_msg: str, not_type: str) -> None:
-        """Publish an alert to ``$memphis_notifications`` (§11.3)."""
+        """Publish an alert to ``$memphis_notifications`` (§11.3).
+
+        Raises:
+            MemphisValueError: an argument is not a str (nothing was sent).
+            ConnectionClosedError: the connection is closed.
+        """
         self._plane()[0].notify(title, msg, failed_msg, not_type)
 
     # -- producers -----------------------------------------------------------------------
@@ -300,8 +309,7 @@ class Memphis:
                 stations=stations, registry=self._registry, js=self._js,
             )
         validate_name(station_name, "Station")
-        if generate_random_suffix:
-            producer_name = _with_random_suffix(producer_name)
+        producer_name = with_random_suffix(producer_name, generate_random_suffix)
         requester, stations = self._plane()
         return open_producer(requester, stations, self._registry, self._js, station_name, producer_name, real_name, timeout_retries)
 
@@ -368,13 +376,12 @@ class Memphis:
             MemphisValueError: a bad argument (nothing was sent).
             MemphisRequestError: the broker refused.
         """
-        fields = consumer_creation_fields(
+        fields = creation_fields(
             station_name, consumer_name, consumer_group, pull_interval_ms, batch_size, batch_max_time_to_wait_ms,
             max_ack_time_ms, max_msg_deliveries, start_consume_from_sequence, last_messages,
         )
         real_name = consumer_name.lower()
-        if generate_random_suffix:
-            consumer_name = _with_random_suffix(consumer_name)
+        consumer_name = with_random_suffix(consumer_name, generate_random_suffix)
         requester, stations = self._plane()
         return open_consumer(
             requester, stations, self._registry, self._js, station_name, consumer_name, real_name, fields,
@@ -429,19 +436,21 @@ class Memphis:
             MemphisValueError: a bad name or type, or the file cannot be read.
             MemphisRequestError: the broker refused the schema.
         """
-        body = schema_creation_body(schema_name, schema_type, schema_path, self.username)
+        body = schemaverse.creation_body(schema_name, schema_type, schema_path, self.username)
         reply = self._plane()[0].request("$memphis_schema_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        raise_for_schema_reply(schema_name, reply)
+        schemaverse.raise_for_creation_reply(schema_name, reply)
 
     def enforce_schema(self, name: str, station_name: str, timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES) -> None:
         """Attach schema ``name`` to a station (§10.4); its producers validate from then on.
 
         Raises:
-            MemphisValueError: an empty name.
+            MemphisValueError: an empty or bad name (nothing was sent).
             MemphisRequestError: the broker refused (missing station or schema).
         """
         if not name or not station_name:
             raise MemphisValueError("name and station name can not be empty")
+        schemaverse.validate_schema_name(name)
+        validate_name(station_name, "Station")
         body = {"name": name, "station_name": station_name, "username": self.username}
         self._plane()[0].ask("$memphis_schema_attachments", body, timeout_retries, what=f"attaching schema {name!r} to station {station_name!r}")
 
@@ -454,21 +463,14 @@ class Memphis:
         """Detach the schema of a station (§10.4).
 
         Raises:
-            MemphisValueError: an empty station name.
+            MemphisValueError: an empty or bad station name (nothing was sent).
             MemphisRequestError: the broker refused.
         """
         if not station_name:
             raise MemphisValueError("station name is missing")
+        validate_name(station_name, "Station")
         body = {"station_name": station_name, "username": self.username}
         self._plane()[0].ask("$memphis_schema_detachments", body, timeout_retries, what=f"detaching the schema of station {station_name!r}")
-
-
-def _with_random_suffix(name: str) -> str:
-    warnings.warn(
-        "Deprecation warning: generate_random_suffix will be stopped to be supported after November 1'st, 2023.",
-        DeprecationWarning, stacklevel=3,
-    )
-    return f"{name}_{secrets.token_hex(4)}"
 
 
 def connect(

@@ -34,12 +34,11 @@ from ..jetstream.pull import PullSubscription
 from ..jetstream.types import ConsumerConfig, DeliverPolicy
 from ..nats.protocol import Msg
 from .message import Message
-from .partition import partition_for_key
-from .producer import check_partition_args, check_partition_number, pick_partition
+from .partition import check_partition_args, check_partition_number, partition_for_key, pick_partition
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
-from .validate import check_batch_size, check_int, internal_name, validate_name, validate_optional_name
+from .validate import INT_MAX, check_batch_size, check_bool, check_int, internal_name, validate_name, validate_optional_name
 
 #: A pass of fetch() with less than this left is not started (a pull needs a positive expiry).
 _MIN_PULL_WAIT = 0.005
@@ -168,7 +167,12 @@ class Consumer:
         js.add_consumer(stream, config, legacy_durable_api=True)
 
     def get_partition_from_key(self, key: str) -> int:
-        """The partition ``key`` maps to (murmur3, seed 31, as every official SDK)."""
+        """The partition ``key`` maps to (murmur3, seed 31, as every official SDK).
+
+        Raises:
+            MemphisValueError: a key that is not a UTF-8 ``str``.
+        """
+        check_partition_args(key, -1)
         return partition_for_key(key, self.partitions)
 
     def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
@@ -217,6 +221,10 @@ class Consumer:
         """
         batch = self.batch_size if batch_size is None else check_batch_size(batch_size)
         check_partition_args(consumer_partition_key, consumer_partition_number)
+        check_bool(prefetch, "prefetch")
+        fixed = consumer_partition_key is not None or consumer_partition_number > 0
+        if fixed:  # checked up front, against the partitions, even when there is one
+            chosen = pick_partition(self.partitions, self.internal_station_name, consumer_partition_key, consumer_partition_number, self._rr)
         if self._destroyed:
             raise MemphisError(f"consumer {self.consumer_name!r} was destroyed")
         out = _take(self._dls, batch)
@@ -231,11 +239,10 @@ class Consumer:
             out = _take(self._cache, batch)
             if out:
                 return out
-            fixed = consumer_partition_key is not None or consumer_partition_number > 0
-            if len(self._subs) == 1:
+            if fixed:
+                order = [chosen]
+            elif len(self._subs) == 1:
                 order = [self.partitions[0]]
-            elif fixed:
-                order = [pick_partition(self.partitions, self.internal_station_name, consumer_partition_key, consumer_partition_number, self._rr)]
             else:
                 first = next(self._rr) % len(self.partitions)
                 order = self.partitions[first:] + self.partitions[:first]
@@ -311,10 +318,11 @@ class Consumer:
         :meth:`stop_consuming`, :meth:`destroy` or when the connection closes.
 
         Raises:
+            MemphisValueError: a callback that is not callable, or a bad partition choice.
             MemphisError: already consuming, or destroyed.
         """
         if not callable(callback):
-            raise MemphisError(f"callback must be callable, got {callback!r}")
+            raise MemphisValueError(f"callback must be callable, got {callback!r}")
         check_partition_args(consumer_partition_key, consumer_partition_number)
         if self._destroyed:
             raise MemphisError(f"consumer {self.consumer_name!r} was destroyed")
@@ -434,9 +442,9 @@ def creation_fields(
     check_int(batch_max_time_to_wait_ms, "batch_max_time_to_wait_ms", 0)
     check_int(max_ack_time_ms, "max_ack_time_ms", 1)
     check_int(max_msg_deliveries, "max_msg_deliveries", 1, _defaults.MEMPHIS_MAX_MSG_DELIVERIES)
-    if type(start_consume_from_sequence) is not int or start_consume_from_sequence < 1:
+    if type(start_consume_from_sequence) is not int or not 1 <= start_consume_from_sequence <= INT_MAX:
         raise MemphisValueError(f"start_consume_from_sequence has to be a positive number, got {start_consume_from_sequence!r}")
-    if type(last_messages) is not int or last_messages < -1:
+    if type(last_messages) is not int or not -1 <= last_messages <= INT_MAX:
         raise MemphisValueError(f"min value for last_messages is -1, got {last_messages!r}")
     if start_consume_from_sequence > 1 and last_messages > -1:
         raise MemphisValueError("Consumer creation options can't contain both start_consume_from_sequence and last_messages")

@@ -119,8 +119,11 @@ def to_wire_headers(user: HeadersArg, memphis: Mapping[str, str]) -> _nats_heade
                 out.add(name, value)
         except LocalProtocolError as exc:
             raise MemphisHeaderError(str(exc).replace("memphis: ", "", 1)) from exc
-    for name, value in memphis.items():
-        out[name] = value
+    try:
+        for name, value in memphis.items():
+            out[name] = value
+    except LocalProtocolError as exc:  # a msg-id with CR/LF/NUL or a lone surrogate
+        raise MemphisHeaderError(str(exc).replace("memphis: ", "", 1)) from exc
     return out
 
 

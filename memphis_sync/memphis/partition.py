@@ -1,4 +1,5 @@
-"""Partition choice: MurmurHash3 (x86, 32-bit) of the partition key, and its mapping to a partition.
+"""Partition choice: MurmurHash3 (x86, 32-bit) of the partition key, its mapping to a partition,
+and the checks of a partition key or number (producers and consumers share them).
 
 Every official Memphis SDK hashes the UTF-8 bytes of a partition key with MurmurHash3 x86_32,
 seed 31, reads the hash as unsigned and uses ``hash % len(partitions_list)`` as an *index* into
@@ -11,12 +12,15 @@ the tests, against the ``mmh3`` package.
 
 from __future__ import annotations
 
+import itertools
 import struct
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .. import _defaults
+from ..errors import MemphisValueError
+from .validate import INT_MAX, check_str
 
-__all__ = ["murmur3_32", "partition_for_key"]
+__all__ = ["murmur3_32", "partition_for_key", "check_partition_args", "check_partition_number", "pick_partition"]
 
 _MASK = 0xFFFFFFFF
 _C1 = 0xCC9E2D51
@@ -79,3 +83,41 @@ def partition_for_key(key: str, partitions: Sequence[int]) -> int:
     """
     data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
     return partitions[murmur3_32(data, _defaults.MEMPHIS_PARTITION_SEED) % len(partitions)]
+
+
+def check_partition_args(key: Optional[str], number: int) -> None:
+    """Refuse a bad partition key/number before anything is sent.
+
+    Raises:
+        MemphisValueError: a key that is not a UTF-8 ``str``, a number that is not an int >= 1 or -1.
+    """
+    if key is not None:
+        check_str(key, "partition key")
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MemphisValueError(f"partition key {key!r} is not encodable as UTF-8") from None
+    if type(number) is not int or (number < 1 and number != -1) or number > INT_MAX:
+        raise MemphisValueError(f"partition number must be an int >= 1 (or -1 for none), got {number!r}")
+
+
+def check_partition_number(partitions: Sequence[int], internal_station: str, number: int) -> None:
+    """Refuse a partition number that the station does not have (the SDK's texts)."""
+    if type(number) is not int or not 1 <= number <= len(partitions):
+        raise MemphisValueError("Partition number is out of range")
+    if number not in partitions:
+        raise MemphisValueError(f"Partition {number} does not exist in station {internal_station}")
+
+
+def pick_partition(
+    partitions: Sequence[int], internal_station: str, key: Optional[str], number: int, rr: "itertools.count[int]"
+) -> int:
+    """Choose a partition like the SDK (§6.1 steps 3-6): key hash, explicit number, or round robin."""
+    if key is not None and number > 0:
+        raise MemphisValueError("Can not use both partition number and partition key")
+    if key is not None:
+        return partition_for_key(key, partitions)
+    if number > 0:
+        check_partition_number(partitions, internal_station, number)
+        return number
+    return partitions[next(rr) % len(partitions)]

@@ -18,7 +18,7 @@ import time
 import warnings
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Deque, Dict, List, Literal, Optional, Sequence, Union, overload
+from typing import Any, Deque, Dict, List, Literal, Optional, Union, overload
 
 import attrs
 
@@ -36,11 +36,11 @@ from ..jetstream import JetStream
 from ..jetstream.types import PubAck
 from ..nats.protocol.headers import Headers as _WireHeaders
 from .message import HeadersArg, to_wire_headers
-from .partition import partition_for_key
+from .partition import check_partition_args, check_partition_number, partition_for_key, pick_partition
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
-from .validate import check_int, internal_name
+from .validate import check_bool, check_int, internal_name
 
 __all__ = ["Producer", "encode_message", "open_producer"]
 
@@ -56,16 +56,21 @@ def encode_message(message: Any) -> bytes:
     object by ``SerializeToString()``, a GraphQL ``DocumentNode`` by its source text.
 
     Raises:
-        MemphisMessageTypeError: any other type (also a ``TypeError`` and a ``MemphisSchemaError``).
+        MemphisMessageTypeError: any other type (also a ``TypeError`` and a ``MemphisSchemaError``),
+            a ``dict`` that is not JSON (circular, NaN, a value of another type) or a ``str``
+            that is not UTF-8 (a lone surrogate).
     """
     if isinstance(message, bytes):
         return message
     if isinstance(message, (bytearray, memoryview)):
         return bytes(message)
-    if isinstance(message, str):
-        return message.encode("utf-8")
-    if isinstance(message, dict):
-        return json.dumps(message).encode("utf-8")
+    try:
+        if isinstance(message, str):
+            return message.encode("utf-8")
+        if isinstance(message, dict):
+            return json.dumps(message, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:  # not JSON (circular, NaN, objects), lone surrogates
+        raise MemphisMessageTypeError(f"cannot encode the {type(message).__name__} message: {exc}") from None
     serialize = getattr(message, "SerializeToString", None)
     if callable(serialize):
         return bytes(serialize())
@@ -75,36 +80,6 @@ def encode_message(message: Any) -> bytes:
         f"Unsupported message type: {type(message).__name__} (send bytes, bytearray, memoryview, str, dict, "
         "a protobuf message or a GraphQL document)"
     )
-
-
-def check_partition_args(key: Optional[str], number: int) -> None:
-    """Refuse a bad partition key/number before anything is sent."""
-    if key is not None and not isinstance(key, str):
-        raise MemphisValueError(f"partition key must be a str, got {type(key).__name__}: {key!r}")
-    if type(number) is not int or (number < 1 and number != -1):
-        raise MemphisValueError(f"partition number must be an int >= 1 (or -1 for none), got {number!r}")
-
-
-def check_partition_number(partitions: Sequence[int], internal_station: str, number: int) -> None:
-    """Refuse a partition number that the station does not have (the SDK's texts)."""
-    if type(number) is not int or not 1 <= number <= len(partitions):
-        raise MemphisValueError("Partition number is out of range")
-    if number not in partitions:
-        raise MemphisValueError(f"Partition {number} does not exist in station {internal_station}")
-
-
-def pick_partition(
-    partitions: Sequence[int], internal_station: str, key: Optional[str], number: int, rr: "itertools.count[int]"
-) -> int:
-    """Choose a partition like the SDK (§6.1 steps 3-6): key hash, explicit number, or round robin."""
-    if key is not None and number > 0:
-        raise MemphisValueError("Can not use both partition number and partition key")
-    if key is not None:
-        return partition_for_key(key, partitions)
-    if number > 0:
-        check_partition_number(partitions, internal_station, number)
-        return number
-    return partitions[next(rr) % len(partitions)]
 
 
 @attrs.define(eq=False)
@@ -230,6 +205,7 @@ class Producer:
             MemphisSchemaError: the message does not match the station's schema.
             MemphisHeaderError: a reserved or invalid header.
             MemphisValueError: a bad argument or partition choice.
+            MemphisError: the producer was destroyed.
             NoStreamResponseError: the station (stream) does not exist.
             RequestTimeout: no ack within ``ack_wait_sec`` (the message may be stored: produce
                 it again with the same ``msg_id`` to be sure).
@@ -242,7 +218,8 @@ class Producer:
                 DeprecationWarning,
                 stacklevel=2,
             )
-            nonblocking = nonblocking or bool(async_produce)
+            nonblocking = nonblocking or check_bool(async_produce, "async_produce")
+        check_bool(nonblocking, "nonblocking")
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name!r} was destroyed")
         if self.is_multi_station_producer:
@@ -327,7 +304,7 @@ class Producer:
         internal = self.internal_station_name
         if not partitions:
             return internal + ".final"
-        if len(partitions) == 1:
+        if len(partitions) == 1 and key is None and number == -1:
             partition = partitions[0]
         else:
             partition = pick_partition(partitions, internal, key, number, self._rr)
@@ -340,8 +317,10 @@ class Producer:
         """The partition ``key`` maps to (murmur3, seed 31, as every official SDK).
 
         Raises:
-            MemphisValueError: a multi-station or unpartitioned producer.
+            MemphisValueError: a key that is not a UTF-8 ``str``, or a multi-station or
+                unpartitioned producer.
         """
+        check_partition_args(key, -1)
         return partition_for_key(key, self._partition_list())
 
     def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
@@ -428,6 +407,7 @@ class Producer:
         """Wait for this producer's nonblocking messages, then unregister it from the broker (§5.4).
 
         Raises:
+            MemphisValueError: a bad ``timeout_retries``.
             MemphisRequestError: the broker refused.
         """
         if self._destroyed:

@@ -49,7 +49,7 @@ def creation_body(schema_name: str, schema_type: str, schema_path: str, username
     try:
         with open(schema_path, encoding="utf-8") as handle:
             content = handle.read()
-    except OSError as exc:
+    except (OSError, ValueError, TypeError) as exc:  # missing, not UTF-8, not a path
         raise MemphisValueError(f"cannot read schema file {schema_path!r}: {exc}") from exc
     return {
         "name": schema_name,

@@ -18,7 +18,7 @@ from .events import _CACHE_LIMIT, CRLF, PING, PONG, _BytesLike
 from .headers import Headers, HeadersInit, validate_header_name, validate_header_value
 
 __all__ = [
-    "validate_subject", "validate_publish_subject", "validate_queue", "check_int", "check_payload_size", "encode_connect",
+    "validate_subject", "validate_publish_subject", "validate_queue", "INT_MAX", "check_int", "check_payload_size", "encode_connect",
     "encode_pub", "encode_hpub", "encode_headers", "encode_sub", "encode_unsub", "encode_ping", "encode_pong",
     "encode_info", "encode_msg", "encode_hmsg", "encode_err",
 ]
