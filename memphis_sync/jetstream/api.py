@@ -94,6 +94,7 @@ class JetStream(Publisher):
         """Create a stream (idempotent for an identical config).
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             StreamNameInUseError: a stream with that name and another config exists.
         """
         config = self._stream_config(config, kwargs)
@@ -103,6 +104,7 @@ class JetStream(Publisher):
         """Change a stream's configuration.
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             StreamNotFoundError: no such stream.
         """
         config = self._stream_config(config, kwargs)
@@ -118,6 +120,7 @@ class JetStream(Publisher):
         """A stream's configuration and state.
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             StreamNotFoundError: no such stream.
         """
         validate_name(name, "stream name")
@@ -127,6 +130,7 @@ class JetStream(Publisher):
         """Delete a stream and its messages.
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             StreamNotFoundError: no such stream.
         """
         validate_name(name, "stream name")
@@ -214,6 +218,7 @@ class JetStream(Publisher):
         """A consumer's configuration and state.
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             ConsumerNotFoundError: no such consumer.
         """
         validate_name(stream, "stream name")
@@ -224,6 +229,7 @@ class JetStream(Publisher):
         """Delete a consumer (its position is lost).
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             ConsumerNotFoundError: no such consumer.
         """
         validate_name(stream, "stream name")
@@ -231,7 +237,11 @@ class JetStream(Publisher):
         self.api_request(f"CONSUMER.DELETE.{stream}.{name}")
 
     def pull_subscribe(self, stream: str, consumer: str) -> PullSubscription:
-        """Bind to an existing pull consumer; fetch from the returned subscription."""
+        """Bind to an existing pull consumer; fetch from the returned subscription.
+
+        Raises:
+            LocalProtocolError: a bad stream or consumer name (nothing was sent).
+        """
         validate_name(stream, "stream name")
         validate_name(consumer, "consumer name")
         return PullSubscription(self.conn, self.prefix, stream, consumer)

@@ -222,9 +222,6 @@ class Consumer:
         batch = self.batch_size if batch_size is None else check_batch_size(batch_size)
         check_partition_args(consumer_partition_key, consumer_partition_number)
         check_bool(prefetch, "prefetch")
-        fixed = consumer_partition_key is not None or consumer_partition_number > 0
-        if fixed:  # checked up front, against the partitions, even when there is one
-            chosen = pick_partition(self.partitions, self.internal_station_name, consumer_partition_key, consumer_partition_number, self._rr)
         if self._destroyed:
             raise MemphisError(f"consumer {self.consumer_name!r} was destroyed")
         out = _take(self._dls, batch)
@@ -239,10 +236,11 @@ class Consumer:
             out = _take(self._cache, batch)
             if out:
                 return out
-            if fixed:
-                order = [chosen]
-            elif len(self._subs) == 1:
+            fixed = consumer_partition_key is not None or consumer_partition_number > 0
+            if len(self._subs) == 1:
                 order = [self.partitions[0]]
+            elif fixed:
+                order = [pick_partition(self.partitions, self.internal_station_name, consumer_partition_key, consumer_partition_number, self._rr)]
             else:
                 first = next(self._rr) % len(self.partitions)
                 order = self.partitions[first:] + self.partitions[:first]

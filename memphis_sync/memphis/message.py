@@ -56,20 +56,11 @@ class Headers(_nats_headers.Headers):
         super().__init__(None)
         if data is None:
             return
-        if isinstance(data, _nats_headers.Headers):
-            pairs = list(data.items_all())
-        elif isinstance(data, Mapping):
-            pairs = []
-            for name, value in data.items():
-                for item in value if isinstance(value, (list, tuple)) else (value,):
-                    pairs.append((name, item))
-        else:
-            pairs = list(data)
-        for pair in pairs:
-            try:
-                name, value = pair
-            except (TypeError, ValueError):
-                raise MemphisHeaderError(f"header items must be (name, value) pairs, got {pair!r}") from None
+        try:  # the shape and every name and value checked by the NATS Headers, once
+            pairs = list(data.items_all() if isinstance(data, _nats_headers.Headers) else _nats_headers.Headers(data).items_all())
+        except LocalProtocolError as exc:
+            raise MemphisHeaderError(str(exc).replace("memphis: ", "", 1)) from exc
+        for name, value in pairs:
             self.add(name, value)
 
     def add(self, key: str, value: str) -> None:

@@ -304,7 +304,7 @@ class Producer:
         internal = self.internal_station_name
         if not partitions:
             return internal + ".final"
-        if len(partitions) == 1 and key is None and number == -1:
+        if len(partitions) == 1:  # key and number are ignored, as the SDK does
             partition = partitions[0]
         else:
             partition = pick_partition(partitions, internal, key, number, self._rr)

@@ -332,6 +332,7 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
                 link, another thread's write) counts against it too.
 
         Raises:
+            LocalProtocolError: a bad ``timeout`` (nothing was sent).
             FlushTimeout: no PONG within ``timeout`` seconds.
             ConnectionClosedError: the connection closed meanwhile.
         """
@@ -436,6 +437,7 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
         """Unsubscribe everything, let subscribers finish what arrived, flush, then close.
 
         Raises:
+            LocalProtocolError: a bad ``timeout`` (nothing was drained).
             DrainTimeout: pending messages were not processed in time (the connection is
                 closed anyway).
         """

@@ -14,7 +14,7 @@ import re
 from typing import Any, Dict, Final, Iterable, List, Mapping, Optional, Tuple
 
 from ...errors import LocalProtocolError, PayloadTooLargeError
-from .events import _CACHE_LIMIT, CRLF, PING, PONG, _BytesLike
+from .events import _CACHE_LIMIT, CRLF, MAX_CONTROL_LINE, PING, PONG, _BytesLike
 from .headers import Headers, HeadersInit, validate_header_name, validate_header_value
 
 __all__ = [
@@ -26,6 +26,10 @@ __all__ = [
 # -- validation ------------------------------------------------------------------------------
 
 _BAD_SUBJECT_CHAR: Final = re.compile(r"[\x00-\x20\x7f]")
+#: Longest subject (and reply, and queue group) in bytes: a PUB/HPUB/SUB line holds a subject,
+#: a reply or queue and the sizes, and the server drops a client whose line exceeds its
+#: ``max_control_line`` (MAX_CONTROL_LINE by default).
+MAX_SUBJECT: Final = (MAX_CONTROL_LINE - 64) // 2
 # Validated publish subjects → UTF-8 bytes, and → b"PUB <subject> " (the encode_pub hot path).
 _SUBJECTS: Dict[str, bytes] = {}
 _PUB_PREFIXES: Dict[str, bytes] = {}
@@ -51,10 +55,15 @@ def _check_subject(subject: object, what: str, wildcards: bool) -> bytes:
                     problem = "'>' must be the last token"
     if not problem:
         try:  # surrogateescape: a subject the parser decoded from non-UTF-8 bytes goes back as is
-            return subject.encode("utf-8", "surrogateescape")
+            encoded = subject.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             problem = "not encodable as UTF-8"
-    raise LocalProtocolError(f"invalid {what} {subject!r}: {problem}")
+        else:
+            if len(encoded) <= MAX_SUBJECT:
+                return encoded
+            problem = f"{len(encoded)} bytes, over {MAX_SUBJECT} (the server's control line is {MAX_CONTROL_LINE})"
+    shown = f"{subject[:40]!r}..." if len(subject) > 80 else repr(subject)
+    raise LocalProtocolError(f"invalid {what} {shown}: {problem}")
 
 
 def validate_subject(subject: str) -> None:
@@ -109,10 +118,14 @@ def validate_queue(queue: str) -> None:
 def _queue_bytes(queue: object) -> bytes:
     if isinstance(queue, str) and queue and not _BAD_SUBJECT_CHAR.search(queue):
         try:
-            return queue.encode("utf-8", "surrogateescape")
+            encoded = queue.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             pass
-    raise LocalProtocolError(f"invalid queue group {queue!r}: must be a non-empty str without whitespace")
+        else:
+            if len(encoded) <= MAX_SUBJECT:
+                return encoded
+    shown = f"{queue[:40]!r}..." if isinstance(queue, str) and len(queue) > 80 else repr(queue)
+    raise LocalProtocolError(f"invalid queue group {shown}: must be a non-empty str without whitespace, at most {MAX_SUBJECT} bytes")
 
 
 #: Largest int a count or id may be: the server parses them as signed 64-bit.

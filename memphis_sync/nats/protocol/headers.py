@@ -130,6 +130,8 @@ class Headers(MutableMapping[str, str]):
                 else:
                     self.add(name, value)
             return
+        if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+            raise LocalProtocolError(f"headers must be a Headers, a mapping or (name, value) pairs, got {type(data).__name__}")
         for pair in data:
             try:
                 name, value = pair
