@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from typing import Any, Callable, Iterable, List, Sequence, Tuple, Type
+from typing import Any, Iterable, List, Sequence, Tuple, Type
 
 import memphis_sync.errors
 
@@ -22,12 +22,15 @@ WRONG_TYPES: Sequence[Any] = (None, 5, 1.5, b"ab", ["ab"], object())
 BAD_NUMBERS: Sequence[Any] = (float("nan"), float("-inf"), -1, 2**64, "1", True, None)
 
 
-def documented_raises(func: Callable[..., Any]) -> Tuple[Type[BaseException], ...]:
-    """The exception classes the Google-style ``Raises:`` section of ``func``'s docstring names.
+def documented_raises(func: Any) -> Tuple[Type[BaseException], ...]:
+    """The exception classes the Google-style ``Raises:`` section of ``func``'s docstring names
+    (of each function, for a tuple of them: a call that documents itself as another's).
 
     Fails (AssertionError) when there is no such section or a name is not an exception of
     :mod:`memphis_sync.errors`, so a docstring cannot drift away from the code unnoticed.
     """
+    if isinstance(func, tuple):
+        return tuple(cls for one in func for cls in documented_raises(one))
     doc = inspect.getdoc(func) or ""
     lines = doc.splitlines()
     assert "Raises:" in (line.strip() for line in lines), f"{func.__qualname__} documents no Raises: section"

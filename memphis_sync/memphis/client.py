@@ -130,7 +130,7 @@ class Memphis:
         Raises:
             MemphisConnectError: bad credentials choice, TLS files, or the broker could not be
                 reached / refused us (the cause is chained).
-            MemphisValueError: a bad numeric argument.
+            MemphisValueError: a bad argument (type or value; nothing is dialled).
         """
         if self._conn is not None:
             raise MemphisConnectError("this Memphis object is already connected; create a new one")
@@ -232,7 +232,7 @@ class Memphis:
 
         Raises:
             MemphisValueError: a bad argument (nothing was sent).
-            MemphisRequestError: the broker refused.
+            MemphisRequestError / ConnectionClosedError: the broker refused, or the connection is closed.
         """
         body = station_creation_body(
             name, retention_type, retention_value, storage_type, replicas, idempotency_window_ms, schema_name,
@@ -294,8 +294,8 @@ class Memphis:
             timeout_retries: re-sends when the broker does not answer in 20 s.
 
         Raises:
-            MemphisValueError: a bad name (nothing was sent).
-            MemphisRequestError: the broker refused.
+            MemphisValueError: a bad name or ``generate_random_suffix`` (nothing was sent).
+            MemphisRequestError / ConnectionClosedError: the broker refused, or the connection is closed.
         """
         real_name = validate_name(producer_name, "Producer")
         if isinstance(station_name, (list, tuple)):
@@ -374,7 +374,7 @@ class Memphis:
 
         Raises:
             MemphisValueError: a bad argument (nothing was sent).
-            MemphisRequestError: the broker refused.
+            MemphisRequestError / ConnectionClosedError: the broker refused, or the connection is closed.
         """
         fields = creation_fields(
             station_name, consumer_name, consumer_group, pull_interval_ms, batch_size, batch_max_time_to_wait_ms,
@@ -408,7 +408,7 @@ class Memphis:
         """Fetch one batch through this connection's consumer of that name (created on first use).
 
         Raises:
-            MemphisValueError / MemphisRequestError: as :meth:`consumer` and :meth:`Consumer.fetch`.
+            MemphisValueError / MemphisRequestError / ConnectionClosedError: as :meth:`consumer` and :meth:`Consumer.fetch`.
         """
         if self._conn is None or self._conn.is_closed():
             raise ConnectionClosedError("Cant fetch messages without being connected!")
@@ -434,7 +434,7 @@ class Memphis:
 
         Raises:
             MemphisValueError: a bad name or type, or the file cannot be read.
-            MemphisRequestError: the broker refused the schema.
+            MemphisRequestError / ConnectionClosedError: the broker refused the schema, or the connection is closed.
         """
         body = schemaverse.creation_body(schema_name, schema_type, schema_path, self.username)
         reply = self._plane()[0].request("$memphis_schema_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
@@ -445,7 +445,7 @@ class Memphis:
 
         Raises:
             MemphisValueError: an empty or bad name (nothing was sent).
-            MemphisRequestError: the broker refused (missing station or schema).
+            MemphisRequestError / ConnectionClosedError: the broker refused (missing station or schema), or the connection is closed.
         """
         if not name or not station_name:
             raise MemphisValueError("name and station name can not be empty")
@@ -464,7 +464,7 @@ class Memphis:
 
         Raises:
             MemphisValueError: an empty or bad station name (nothing was sent).
-            MemphisRequestError: the broker refused.
+            MemphisRequestError / ConnectionClosedError: the broker refused, or the connection is closed.
         """
         if not station_name:
             raise MemphisValueError("station name is missing")

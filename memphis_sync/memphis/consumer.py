@@ -38,7 +38,7 @@ from .partition import check_partition_args, check_partition_number, partition_f
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
-from .validate import INT_MAX, check_batch_size, check_bool, check_int, internal_name, validate_name, validate_optional_name
+from .validate import INT_MAX, check_batch_size, check_bool, check_int, check_str, internal_name, validate_name, validate_optional_name
 
 #: A pass of fetch() with less than this left is not started (a pull needs a positive expiry).
 _MIN_PULL_WAIT = 0.005
@@ -172,7 +172,7 @@ class Consumer:
         Raises:
             MemphisValueError: a key that is not a UTF-8 ``str``.
         """
-        check_partition_args(key, -1)
+        check_partition_args(check_str(key, "partition key"), -1)
         return partition_for_key(key, self.partitions)
 
     def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
@@ -364,6 +364,9 @@ class Consumer:
 
         Waits at most ``timeout`` seconds (None = no limit) for the loop's thread; a callback
         still running then finishes on its own and the loop ends after it.
+
+        Raises:
+            MemphisValueError: a bad ``timeout`` (nothing was stopped).
         """
         wait = check_timeout(timeout, error=MemphisValueError)
         self._stop.set()
@@ -398,10 +401,12 @@ class Consumer:
         deletes the group's durables: its position is lost.
 
         Raises:
+            MemphisValueError: a bad ``timeout_retries``.
             MemphisRequestError: the broker refused.
         """
         if self._destroyed:
             return
+        check_int(timeout_retries, "timeout_retries", 0)  # before anything stops
         self._shutdown_local()
         try:
             self._requester.destroy("consumer", self.consumer_name, self.station_name.lower(), timeout_retries)

@@ -40,7 +40,7 @@ from .partition import check_partition_args, check_partition_number, partition_f
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
-from .validate import check_bool, check_int, internal_name
+from .validate import check_bool, check_int, check_str, internal_name
 
 __all__ = ["Producer", "encode_message", "open_producer"]
 
@@ -213,12 +213,13 @@ class Producer:
             ConnectionClosedError: the connection is closed.
         """
         if async_produce is not None:
+            check_bool(async_produce, "async_produce")
             warnings.warn(
                 "The argument async_produce is deprecated. Please use the argument nonblocking instead.",
                 DeprecationWarning,
                 stacklevel=2,
             )
-            nonblocking = nonblocking or check_bool(async_produce, "async_produce")
+            nonblocking = nonblocking or async_produce
         check_bool(nonblocking, "nonblocking")
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name!r} was destroyed")
@@ -320,7 +321,7 @@ class Producer:
             MemphisValueError: a key that is not a UTF-8 ``str``, or a multi-station or
                 unpartitioned producer.
         """
-        check_partition_args(key, -1)
+        check_partition_args(check_str(key, "partition key"), -1)
         return partition_for_key(key, self._partition_list())
 
     def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
