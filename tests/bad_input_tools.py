@@ -8,11 +8,14 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from typing import Any, Iterable, List, Sequence, Tuple, Type
+from typing import Any, Callable, Iterable, List, Sequence, Tuple, Type
+
+import pytest
+from wiretap import WireTap, without_pings
 
 import memphis_sync.errors
 
-__all__ = ["documented_raises", "placed", "WRONG_TYPES", "BAD_NUMBERS", "assert_no_secret", "case_id"]
+__all__ = ["documented_raises", "placed", "WRONG_TYPES", "BAD_NUMBERS", "assert_no_secret", "case_id", "check_case"]
 
 _ENTRY = re.compile(r"^(\s+)([A-Z]\w*(?:\s*/\s*[A-Z]\w*)*)\s*:")
 
@@ -76,3 +79,23 @@ def assert_no_secret(secrets: Sequence[str], exc: BaseException, records: Sequen
     for secret in secrets:
         for text in texts:
             assert secret not in text, f"a secret leaked: {text[:200]!r}"
+
+
+def check_case(
+    caplog: pytest.LogCaptureFixture, tap: WireTap, call: Callable[[], Any], documented: Any, expected: type, *,
+    flush: Callable[[], Any], round_trip: Callable[[], Any], secrets: Sequence[str], reprs: Sequence[object],
+) -> None:
+    """The checks every catalogue case makes: ``call()`` raises ``expected``, one of the classes
+    ``documented`` lists; after ``flush()`` (a PING the server answers) nothing but PINGs and
+    PONGs passed the tap and nothing dialled; ``round_trip()`` works on the same connection;
+    no secret is in the error, ``reprs`` or the log records (DEBUG and up) of the case."""
+    mark, accepted = tap.mark(), tap.accepted
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(expected) as info:
+            call()
+        assert isinstance(info.value, documented_raises(documented)), f"{info.value!r} is not documented"
+        flush()
+        assert without_pings(tap.sent_since(mark)) == b"", "the bad call put something on the wire"
+        assert tap.accepted == accepted, "the bad call dialled"
+        round_trip()
+    assert_no_secret(secrets, info.value, caplog.records, *reprs)
