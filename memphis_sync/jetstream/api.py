@@ -17,7 +17,7 @@ from .. import _defaults
 from .._timeouts import check_timeout
 from ..errors import JetStreamNotEnabledError, LocalProtocolError, NoRespondersError, jetstream_error
 from ..nats.connection import Connection
-from ..nats.protocol.encoder import validate_publish_subject
+from ..nats.protocol.encoder import check_int, validate_publish_subject, validate_subject
 from .publish import Publisher
 from .pull import PullSubscription, RawStreamMsg
 from .types import ConsumerConfig, ConsumerInfo, StreamConfig, StreamInfo, _decode, validate_name
@@ -39,6 +39,9 @@ class JetStream(Publisher):
             (``_defaults.JS_PUB_MAX_PENDING``).
         max_block: longest ``publish_async`` waits for room in a full window, in seconds
             (default: the connection's ``max_block``; None = no limit).
+
+    Raises:
+        LocalProtocolError: a bad prefix, ``timeout``, ``max_pending`` or ``max_block``.
     """
 
     def __init__(
@@ -142,7 +145,13 @@ class JetStream(Publisher):
         return int(self.api_request(f"STREAM.PURGE.{name}").get("purged", 0))
 
     def stream_names(self, subject: Optional[str] = None) -> List[str]:
-        """Names of all streams, or of the ones that capture ``subject``."""
+        """Names of all streams, or of the ones that capture ``subject``.
+
+        Raises:
+            LocalProtocolError: a bad ``subject`` (nothing was sent).
+        """
+        if subject is not None:
+            validate_subject(subject)
         names: List[str] = []
         offset = 0
         while True:
@@ -161,16 +170,26 @@ class JetStream(Publisher):
 
         Raises:
             MessageNotFoundError: nothing stored there.
+            LocalProtocolError: a bad stream name, ``seq`` or subject (nothing was sent).
         """
         validate_name(stream, "stream name")
         if (seq is None) == (last_by_subject is None):
             raise LocalProtocolError("give exactly one of seq or last_by_subject")
+        if seq is not None:
+            check_int(seq, "seq", 1)
+        else:
+            validate_subject(last_by_subject)  # type: ignore[arg-type]
         body: Dict[str, Any] = {"seq": seq} if seq is not None else {"last_by_subj": last_by_subject}
         return RawStreamMsg.from_response(self.api_request(f"STREAM.MSG.GET.{stream}", body)["message"])
 
     def delete_msg(self, stream: str, seq: int) -> None:
-        """Delete one stored message."""
+        """Delete one stored message.
+
+        Raises:
+            LocalProtocolError: a bad stream name or ``seq`` (nothing was sent).
+        """
         validate_name(stream, "stream name")
+        check_int(seq, "seq", 1)
         self.api_request(f"STREAM.MSG.DELETE.{stream}", {"seq": seq})
 
     def add_consumer(
@@ -190,6 +209,7 @@ class JetStream(Publisher):
         Raises:
             StreamNotFoundError: no such stream.
             ConsumerNameInUseError: exists with another configuration (``action="create"``).
+            LocalProtocolError: a bad name or config value (nothing was sent).
         """
         validate_name(stream, "stream name")
         if isinstance(config, ConsumerConfig):

@@ -144,8 +144,7 @@ class Publisher:
 
     def _init_publisher(self, conn: Connection, max_pending: int, max_block: Union[float, None, str]) -> None:
         """Check the window options and set up the window, the timer state and the exit hook."""
-        if type(max_pending) is not int or max_pending < 1:
-            raise LocalProtocolError(f"max_pending must be an int >= 1, got {max_pending!r}")
+        check_int(max_pending, "max_pending", 1)
         self.max_block: Optional[float] = conn.max_block if max_block == "connection" else check_timeout(max_block, "max_block")
         self.max_pending = max_pending
         self._inflight: Dict[int, _AckSlot] = {}

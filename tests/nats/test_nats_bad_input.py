@@ -31,6 +31,7 @@ from memphis_sync.errors import (
     SubscriptionClosedError,
 )
 from memphis_sync.jetstream import JetStream
+from memphis_sync.jetstream.msg import JsMsg
 from memphis_sync.jetstream.pull import PullSubscription
 from memphis_sync.nats.connection import Connection, connect
 from memphis_sync.nats.reconnect import ReconnectPolicy
@@ -65,6 +66,8 @@ class Env:
         self.echo = self.conn.subscribe(ECHO)
         self.js = JetStream(self.conn)
         self.js.add_stream(None, name="BADIN", subjects=["badin.>"], storage="memory")
+        self.js.add_consumer("BADIN", None, durable_name="puller", filter_subject="badin.pull")
+        self.pull = self.js.pull_subscribe("BADIN", "puller")
 
     def fresh(self) -> Connection:
         return connect(self.url, token=TOKEN)
@@ -144,6 +147,26 @@ def _cases() -> List[Tuple[str, Callable[[Env], Any], Callable[..., Any], type]]
     add("js.delete_stream.name", bad_names, lambda e, v: e.js.delete_stream(v), JetStream.delete_stream)
     add("js.consumer_info.name", bad_names, lambda e, v: e.js.consumer_info("BADIN", v), JetStream.consumer_info)
     add("js.pull_subscribe.stream", bad_names, lambda e, v: e.js.pull_subscribe(v, "c"), JetStream.pull_subscribe)
+    stream_options = {
+        "max_age": [float("nan"), float("inf"), -1, "1"], "duplicate_window": [float("inf"), 2**64], "max_msgs": ["a", float("nan"), 2**64],
+        "num_replicas": [2**64, 0], "subjects": [[5], 5, ["a b"], ["a.>.b"]], "storage": ["x", 5], "name": [5, "a b", "a.b"],
+    }
+    for option, values in stream_options.items():
+        add(f"js.add_stream.{option}", values, lambda e, v, o=option: e.js.add_stream(None, **{"name": "BADIN2", "subjects": ["badin2"], o: v}), JetStream.add_stream)
+    consumer_options = {"ack_wait": [float("nan"), -1], "max_deliver": ["x", 2**64], "durable_name": ["a b", 5], "max_ack_pending": [2**64], "deliver_policy": ["x"]}
+    for option, values in consumer_options.items():
+        add(f"js.add_consumer.{option}", values, lambda e, v, o=option: e.js.add_consumer("BADIN", None, **{"durable_name": "d", o: v}), JetStream.add_consumer)
+    add("js.get_msg.seq", [0, -1, "1", 1.5, 2**64], lambda e, v: e.js.get_msg("BADIN", v), JetStream.get_msg)
+    add("js.get_msg.last_by_subject", [5, "a b", ""], lambda e, v: e.js.get_msg("BADIN", last_by_subject=v), JetStream.get_msg)
+    add("js.delete_msg.seq", [0, "1", None, 2**64], lambda e, v: e.js.delete_msg("BADIN", v), JetStream.delete_msg)
+    add("js.stream_names.subject", [5, "a b", ""], lambda e, v: e.js.stream_names(subject=v), JetStream.stream_names)
+    add("JetStream.timeout", [0, float("nan"), -1, "1"], lambda e, v: JetStream(e.conn, timeout=v), JetStream)
+    add("JetStream.max_pending", [0, "1", 2**64], lambda e, v: JetStream(e.conn, max_pending=v), JetStream)
+    add("JetStream.prefix", ["a b", 5, "$JS.*"], lambda e, v: JetStream(e.conn, prefix=v), JetStream)
+    add("pull.fetch.batch", [0, "1", 1.5, 2**64], lambda e, v: e.pull.fetch(v, timeout=1), PullSubscription.fetch)
+    add("pull.fetch.timeout", [0, *BAD_TIMEOUTS, float("inf")], lambda e, v: e.pull.fetch(1, timeout=v), PullSubscription.fetch)
+    add("pull.fetch.max_bytes", [0, "1", 2**64], lambda e, v: e.pull.fetch(1, timeout=1, max_bytes=v), PullSubscription.fetch)
+    add("pull.fetch.heartbeat", [0, 5, "1", float("nan")], lambda e, v: e.pull.fetch(1, timeout=1, heartbeat=v), PullSubscription.fetch)
     connect_options = {
         "name": [5, b"n"], "token": [5, b"t", ["t"]], "connect_timeout": [0, *BAD_NUMBERS[:3], *BAD_NUMBERS[4:]],  # 2**64: no limit (clamped)
         "ping_interval": [0, *BAD_NUMBERS[:3], *BAD_NUMBERS[4:]], "max_block": [float("nan"), -1, "1"],
@@ -229,6 +252,9 @@ def test_js_ack_twice(env: Env) -> None:
     pull: PullSubscription = env.js.pull_subscribe("BADIN", "acker")
     try:
         (msg,) = pull.fetch(1, timeout=5)
+        for delay in (float("nan"), float("inf"), -1, "1", True):
+            with pytest.raises(documented_raises(JsMsg.nak)):
+                msg.nak(delay=delay)
         msg.ack()
         for again in (msg.ack, msg.nak, msg.term):
             with pytest.raises(MessageAlreadyAckedError):
