@@ -228,7 +228,11 @@ class Message:
         self._requester.publish_json("$memphis_pm_acks", {"id": int(pm_id), "cg_name": cg})
 
     def nack(self) -> None:
-        """Ask for immediate redelivery to the group (no-op for a re-sent DLS message)."""
+        """Ask for immediate redelivery to the group (no-op for a re-sent DLS message).
+
+        Raises:
+            MessageAlreadyAckedError: ack, nack, delay or dead_letter was already called.
+        """
         msg = self._msg
         if isinstance(msg, JsMsg):
             msg.nak()
@@ -239,6 +243,7 @@ class Message:
         Raises:
             MemphisValueError: ``delay`` is not a number >= 0.
             MemphisError: the message is a re-sent DLS message (``"cannot delay DLS message"``).
+            MessageAlreadyAckedError: ack, nack, delay or dead_letter was already called.
         """
         msg = self._msg
         if not isinstance(msg, JsMsg):
@@ -247,7 +252,11 @@ class Message:
         msg.nak(delay=delay)
 
     def in_progress(self) -> None:
-        """Tell the broker the message is still being worked on (resets ``max_ack_time_ms``)."""
+        """Tell the broker the message is still being worked on (resets ``max_ack_time_ms``).
+
+        Raises:
+            MessageAlreadyAckedError: ack, nack, delay or dead_letter was already called.
+        """
         msg = self._msg
         if isinstance(msg, JsMsg):
             msg.in_progress()
@@ -260,6 +269,7 @@ class Message:
 
         Raises:
             MemphisValueError: the message is a re-sent DLS message.
+            MessageAlreadyAckedError: ack, nack, delay or dead_letter was already called.
         """
         msg = self._msg
         if not isinstance(msg, JsMsg):

@@ -16,6 +16,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 from bad_input_tools import BAD_NUMBERS, WRONG_TYPES, assert_no_secret, case_id, check_case, documented_raises, placed
 from wiretap import WireTap, without_pings
@@ -205,6 +207,13 @@ def test_the_tap_sees_a_good_produce(env: Env) -> None:
     assert b"msg-id: id-1" in without_pings(env.tap.sent_since(mark))
 
 
+@hypothesis.settings(max_examples=40, deadline=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(st.text(alphabet="abc1", min_size=1, max_size=8), st.sampled_from(NAME_CHARS), st.integers(0, 8))
+def test_any_name_with_a_forbidden_character_is_refused(env: Env, caplog: pytest.LogCaptureFixture, text: str, bad: str, at: int) -> None:
+    name = text[:at] + bad + text[at:]
+    check(env, caplog, lambda e: e.memphis.producer("badin", name), Memphis.producer, MemphisValueError)
+
+
 def test_misuse_destroy_close_and_ack_twice(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         producer = env.memphis.producer("badin", "twice")
@@ -223,9 +232,11 @@ def test_misuse_destroy_close_and_ack_twice(env: Env, caplog: pytest.LogCaptureF
         try:
             (msg,) = reader.fetch(1)
             msg.ack()
-            for again in (msg.ack, lambda: msg.delay(1)):
-                with pytest.raises(MessageAlreadyAckedError):
+            for again, documented in ((msg.ack, Message.ack), (msg.nack, Message.nack), (msg.in_progress, Message.in_progress),
+                                      (lambda: msg.delay(1), Message.delay), (lambda: msg.dead_letter("r"), Message.dead_letter)):
+                with pytest.raises(MessageAlreadyAckedError) as acked:
                     again()
+                assert isinstance(acked.value, documented_raises(documented))
         finally:
             reader.destroy()
         other = memphis_sync.connect(**env.kwargs)
