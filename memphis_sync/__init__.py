@@ -50,7 +50,7 @@ from .errors import (
     WriteError,
     WrongLastSequenceError,
 )
-from .memphis.client import Memphis, connect
+from .memphis.client import Memphis, connect, from_url
 from .memphis.consumer import Consumer
 from .memphis.message import Headers, Message
 from .memphis.producer import Producer
@@ -64,6 +64,7 @@ from .nats.subscription import Subscription
 __all__ = [
     # Memphis API
     "connect",
+    "from_url",
     "Memphis",
     "Station",
     "Retention",

@@ -25,28 +25,24 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
-import statistics
 import tempfile
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Final, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Final, List, Optional, Tuple
 
-import attrs
-
+from .demo_report import DEFAULT_TIMEOUT, DemoResult, format_report
 from .errors import MemphisError
 
 if TYPE_CHECKING:
     from .memphis.client import Memphis
 
-__all__ = ["DemoResult", "default_timeout", "run_demo", "format_report"]
+__all__ = ["DEFAULT_TIMEOUT", "DemoResult", "default_timeout", "run_demo", "run_load", "format_report"]
 
 logger = logging.getLogger(__name__)
 
 _STATION = "demo-orders"
 _GROUP = "billing"
 
-#: The time limit of a run is this many seconds plus one second per ``TIMEOUT_RATE`` messages.
-DEFAULT_TIMEOUT: Final = 60.0
 #: Messages per second the default time limit allows for: the demo measured 10,000-18,000 msg/s
 #: on a shared 2-CPU VM, so a slow CI machine still fits, and a hang ends soon after a minute.
 TIMEOUT_RATE: Final = 2000.0
@@ -71,90 +67,19 @@ def default_timeout(messages: int) -> float:
     return DEFAULT_TIMEOUT + messages / TIMEOUT_RATE
 
 
-@attrs.frozen(kw_only=True)
-class DemoResult:
-    """What one demo run measured.
-
-    Attributes:
-        broker: the broker's URL.
-        messages: messages the run was to produce (``messages`` rounded down to a multiple of
-            ``producers``).
-        producers: producer threads.
-        consumers: members of the consumer group.
-        size: payload bytes per message.
-        produced: messages the broker acknowledged.
-        produce_failed: messages whose produce failed (no ack in time, refused, connection lost).
-        produce_secs: from the producer threads starting to the last ack (or to the stop).
-        received: messages consumed, repeats included.
-        consume_secs: from the first message consumed to the last one. Consumers run while the
-            producers are still producing, so this is not a drain time of a full backlog.
-        duplicates: messages consumed more than once (counted once per repeat).
-        missing: messages never consumed.
-        per_consumer: messages consumed by each member of the group.
-        latencies_ms: end to end, sorted: from just before ``produce()`` to the consumer
-            holding the message. This includes the time the message waited in the station
-            while the producers were still ahead of the consumers (the backlog).
-        ack_latencies_ms: produce to ack, sorted, for about ``ACK_SAMPLES`` messages: from
-            ``produce()`` returning (the message handed to the connection) to its ack future
-            resolving, with many other produces in flight on the same connection.
-        elapsed_secs: from the threads starting to the end of the run (before the teardown).
-        timeout: the time limit of the run, in seconds.
-        timed_out: the time limit ran out before every message was produced and consumed.
-        error: the first unexpected error of a thread (``"thread: Class: text"``), if any.
-    """
-
-    broker: str
-    messages: int
-    producers: int
-    consumers: int
-    size: int
-    produced: int
-    produce_failed: int = 0
-    produce_secs: float
-    received: int
-    consume_secs: float
-    duplicates: int
-    missing: int
-    per_consumer: List[int]
-    latencies_ms: List[float] = attrs.field(repr=False)
-    ack_latencies_ms: List[float] = attrs.field(repr=False, factory=list)
-    elapsed_secs: float = 0.0
-    timeout: float = DEFAULT_TIMEOUT
-    timed_out: bool = False
-    error: Optional[str] = None
-
-    @property
-    def ok(self) -> bool:
-        """Every message was produced, acknowledged and consumed exactly once, in time."""
-        return (
-            not self.timed_out and self.error is None and self.produced == self.messages
-            and self.received == self.messages and self.duplicates == 0 and self.missing == 0
-        )
-
-    @property
-    def status(self) -> str:
-        """``"OK"``, ``"TIMED OUT"`` or ``"FAILED"``."""
-        return "OK" if self.ok else "TIMED OUT" if self.timed_out else "FAILED"
-
-
-def _percentile(sorted_values: List[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, int(round(p / 100.0 * (len(sorted_values) - 1)))))
-    return sorted_values[k]
-
-
 class _Run:
     """The state the threads share, and the threads' bodies."""
 
-    def __init__(self, memphis: "Memphis", total: int, producers: int, consumers: int, size: int) -> None:
+    def __init__(self, memphis: "Memphis", station: str, group: str, total: int, producers: int, consumers: int,
+                 size: int) -> None:
         self.memphis = memphis
+        self.station = station
         self.total = total
         self.per_producer = total // producers
         self.padding = b"x" * (size - 32)
         self.sample_every = max(1, total // ACK_SAMPLES)
         self.group = [
-            memphis.consumer(_STATION, f"consumer-{i}", consumer_group=_GROUP, batch_size=100, batch_max_time_to_wait_ms=100)
+            memphis.consumer(station, f"consumer-{i}", consumer_group=group, batch_size=100, batch_max_time_to_wait_ms=100)
             for i in range(consumers)
         ]
         self.stop = threading.Event()  # set by the calling thread: every thread returns soon
@@ -163,6 +88,7 @@ class _Run:
         self.seen: Dict[bytes, int] = {}
         self.counts = [0] * consumers
         self.latencies: List[float] = []
+        self.consumed_at: List[float] = []  # time.perf_counter() of each message consumed, beside its latency
         self.ack_latencies: List[float] = []
         self.acked = [0] * producers
         self.failed = [0] * producers
@@ -227,6 +153,7 @@ class _Run:
                 with lock:
                     seen[key] = seen.get(key, 0) + 1
                     self.latencies.append((now - sent_at) * 1000.0)
+                    self.consumed_at.append(at)
                     self.counts[index] += 1
                     if self.first_consumed is None:
                         self.first_consumed = at
@@ -235,7 +162,7 @@ class _Run:
                         self.wake.set()
 
     def _produce(self, index: int) -> None:
-        producer = self.memphis.producer(_STATION, f"producer-{index}")
+        producer = self.memphis.producer(self.station, f"producer-{index}")
         stop, padding, every = self.stop, self.padding, self.sample_every
         futures: Deque["concurrent.futures.Future[Any]"] = collections.deque()
         for i in range(self.per_producer):
@@ -346,14 +273,7 @@ def run_demo(
     from .broker.local import LocalBroker
     from .memphis import client
 
-    if messages < 1 or producers < 1 or consumers < 1 or size < 32:
-        raise ValueError("messages, producers and consumers must be >= 1 and size >= 32")
-    if messages < producers:
-        raise ValueError("messages must be >= producers")
-    total = (messages // producers) * producers
-    limit = default_timeout(total) if timeout is None else float(timeout)
-    if not limit > 0:
-        raise ValueError("timeout must be > 0 seconds")
+    total, limit = _checked(messages, producers, consumers, size, 1, timeout)
     deadline = time.monotonic() + limit
     say = progress or (lambda text: logger.info("%s", text))
     report = on_counts or (lambda produced, consumed, total: None)
@@ -364,22 +284,64 @@ def run_demo(
             say(f"local broker: nats-server pid {broker.pids[0]} on {broker.url}, Memphis control plane ready")
             memphis = client.connect(**broker.connect_kwargs())
             try:
-                return _exercise(memphis, broker.url, total, producers, consumers, size, limit, deadline, say, report)
+                return _exercise(memphis, broker.url, _STATION, 2, total, producers, consumers, size, limit, deadline, say,
+                                 report)
             finally:
                 memphis.close()
         finally:
             broker.close(STOP_TIMEOUT)
 
 
-def _exercise(memphis: "Memphis", broker_url: str, total: int, producers: int, consumers: int, size: int,
-              limit: float, deadline: float, say: Callable[[str], None],
+def run_load(
+    memphis: "Memphis",
+    station: str,
+    *,
+    partitions: int = 1,
+    messages: int = 5000,
+    producers: int = 4,
+    consumers: int = 3,
+    size: int = 128,
+    timeout: Optional[float] = None,
+    progress: Optional[Callable[[str], None]] = None,
+    on_counts: Optional[Callable[[int, int, int], None]] = None,
+) -> DemoResult:
+    """What :func:`run_demo` does, on a connection you give (``memphis-sync bench``): create
+    ``station`` (it must not exist yet: it is destroyed at the end of a finished run), produce
+    and consume at the same time, and measure.
+
+    Raises:
+        ValueError: an argument is out of range.
+        MemphisError: the station could not be set up.
+    """
+    total, limit = _checked(messages, producers, consumers, size, partitions, timeout)
+    return _exercise(memphis, f"{memphis.host}:{memphis.port}", station, partitions, total, producers, consumers, size,
+                     limit, time.monotonic() + limit, progress or (lambda text: logger.info("%s", text)),
+                     on_counts or (lambda produced, consumed, total: None))
+
+
+def _checked(messages: int, producers: int, consumers: int, size: int, partitions: int,
+             timeout: Optional[float]) -> Tuple[int, float]:
+    """``(messages rounded down to a multiple of producers, time limit)``, or ValueError."""
+    if messages < 1 or producers < 1 or consumers < 1 or size < 32 or partitions < 1:
+        raise ValueError("messages, producers, consumers and partitions must be >= 1 and size >= 32")
+    if messages < producers:
+        raise ValueError("messages must be >= producers")
+    total = (messages // producers) * producers
+    limit = default_timeout(total) if timeout is None else float(timeout)
+    if not limit > 0:
+        raise ValueError("timeout must be > 0 seconds")
+    return total, limit
+
+
+def _exercise(memphis: "Memphis", broker_url: str, station_name: str, partitions: int, total: int, producers: int,
+              consumers: int, size: int, limit: float, deadline: float, say: Callable[[str], None],
               report: Callable[[int, int, int], None]) -> DemoResult:
-    """The station, the threads and the result: :func:`run_demo` on a connected client."""
+    """The station, the threads and the result, on a connected client."""
     finished = False
     try:
-        station = memphis.station(_STATION, partitions_number=2)
-        say(f"station {_STATION!r} with 2 partitions created")
-        run = _Run(memphis, total, producers, consumers, size)
+        station = memphis.station(station_name, partitions_number=partitions)
+        say(f"station {station_name!r} with {partitions} partition{'s' if partitions > 1 else ''} created")
+        run = _Run(memphis, station_name, _GROUP, total, producers, consumers, size)
         say(f"producing {total} messages from {producers} threads, consuming them with a group of {consumers} "
             f"(time limit {limit:g} s)")
         t0 = time.perf_counter()
@@ -408,6 +370,7 @@ def _exercise(memphis: "Memphis", broker_url: str, total: int, producers: int, c
         logger.warning("demo threads still running after the stop: %s", ", ".join(stuck))
     with run.lock:
         seen = dict(run.seen)
+        timeline = [(at - t0, latency) for at, latency in zip(run.consumed_at, run.latencies)]
         latencies = sorted(run.latencies)
     ended = [end for end in run.produce_ended if end is not None]
     first, last = run.first_consumed, run.last_consumed
@@ -418,50 +381,6 @@ def _exercise(memphis: "Memphis", broker_url: str, total: int, producers: int, c
         produce_secs=(max(ended) - t0) if len(ended) == producers else elapsed,
         received=received, consume_secs=(last - first) if first is not None and last is not None else 0.0,
         duplicates=received - len(seen), missing=total - len(seen), per_consumer=list(run.counts),
-        latencies_ms=latencies, ack_latencies_ms=sorted(run.ack_latencies), elapsed_secs=elapsed,
+        latencies_ms=latencies, ack_latencies_ms=sorted(run.ack_latencies), timeline=timeline, elapsed_secs=elapsed,
         timeout=limit, timed_out=timed_out, error=run.error,
     )
-
-
-def _rate(count: int, secs: float) -> str:
-    return f"{count / secs:,.0f} msg/s" if secs > 0 and count > 1 else "rate n/a"
-
-
-def _spread(values: List[float]) -> str:
-    return "p50 %.2f  p90 %.2f  p99 %.2f  max %.2f" % (
-        _percentile(values, 50), _percentile(values, 90), _percentile(values, 99), values[-1]
-    )
-
-
-def format_report(result: DemoResult) -> str:
-    """The demo's result as a few lines of text.
-
-    The figures: produce time runs from the producer threads starting to the last ack; consume
-    time from the first message consumed to the last (consumers run alongside the producers);
-    produce-to-ack latency is sampled on the producer side; end-to-end latency includes the
-    time messages waited in the station while the producers were ahead (the backlog).
-    """
-    r = result
-    failed = f", {r.produce_failed} failed" if r.produce_failed else ""
-    lines = []
-    if r.timed_out:
-        lines.append(
-            f"TIMED OUT after {r.elapsed_secs:.1f} s (time limit {r.timeout:g} s): "
-            f"{r.produced} of {r.messages} messages produced, {r.messages - r.missing} consumed"
-        )
-    lines += [
-        f"produced {r.produced} of {r.messages} messages of {r.size} B (acknowledged{failed}) with {r.producers} "
-        f"producer threads on one connection in {r.produce_secs:.3f} s ({_rate(r.produced, r.produce_secs)})",
-        f"consumed {r.received} with a consumer group of {r.consumers} (per consumer: {r.per_consumer}) "
-        f"in {r.consume_secs:.3f} s from the first message to the last ({_rate(r.received, r.consume_secs)}; "
-        f"consuming started with producing)",
-    ]
-    if r.ack_latencies_ms:
-        lines.append(f"produce->ack latency ms ({len(r.ack_latencies_ms)} sampled): {_spread(r.ack_latencies_ms)}")
-    if r.latencies_ms:
-        lines.append(f"end-to-end latency ms (includes waiting in the backlog): {_spread(r.latencies_ms)}  "
-                     f"mean {statistics.fmean(r.latencies_ms):.2f}")
-    if r.error is not None:
-        lines.append(f"error: {r.error}")
-    lines.append(f"duplicates: {r.duplicates}, missing: {r.missing} -> {r.status}")
-    return "\n".join(lines)

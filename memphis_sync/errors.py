@@ -65,7 +65,8 @@ class MemphisError(Exception):
     """Root of every error raised by memphis-sync."""
 
     def __str__(self) -> str:
-        text = super().__str__()
+        # one prefix, also when the message quotes another memphis-sync error ("...: memphis: ...")
+        text = super().__str__().replace(": memphis: ", ": ")
         return text if text.startswith("memphis: ") else "memphis: " + text
 
 

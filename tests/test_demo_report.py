@@ -7,6 +7,8 @@ import io
 import pytest
 
 from memphis_sync import cli
+from memphis_sync.cli import progress
+from memphis_sync.cli.progress import Progress
 from memphis_sync.demo import DEFAULT_TIMEOUT, DemoResult, default_timeout, format_report
 
 
@@ -56,7 +58,7 @@ def test_default_timeout_scales_with_the_messages() -> None:
 
 def test_plain_progress_lines_when_not_a_terminal() -> None:
     out, err = io.StringIO(), io.StringIO()
-    shown = cli._Progress(out, err, interval=0.0)
+    shown = Progress(out, err, interval=0.0)
     shown.step("local broker: nats-server pid 1")
     shown.update(10, 5, 100)
     shown.close()
@@ -68,7 +70,7 @@ def test_plain_progress_lines_when_not_a_terminal() -> None:
 
 def test_plain_progress_lines_are_spaced() -> None:
     out = io.StringIO()
-    shown = cli._Progress(out, io.StringIO(), interval=3600.0)
+    shown = Progress(out, io.StringIO(), interval=3600.0)
     for n in range(50):
         shown.update(n, n, 100)
     assert out.getvalue() == ""
@@ -78,7 +80,7 @@ def test_progress_bars_with_tqdm() -> None:
     import tqdm  # in the test extra: missing means a broken install, not a skip
 
     out, err = io.StringIO(), io.StringIO()
-    shown = cli._Progress(out, err, bars=True)
+    shown = Progress(out, err, bars=True)
     shown.update(10, 5, 100)
     shown.step("a step")
     shown.update(100, 100, 100)
@@ -89,9 +91,9 @@ def test_progress_bars_with_tqdm() -> None:
 
 
 def test_progress_without_tqdm_falls_back_to_lines(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_load_tqdm", lambda: None)
+    monkeypatch.setattr(progress, "load_tqdm", lambda: None)
     out = io.StringIO()
-    shown = cli._Progress(out, io.StringIO(), bars=True, interval=0.0)
+    shown = Progress(out, io.StringIO(), bars=True, interval=0.0)
     shown.update(1, 0, 4)
     assert out.getvalue().startswith("progress: 1 produced, 0 consumed of 4")
 

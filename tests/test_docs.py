@@ -142,6 +142,7 @@ def test_error_tree_matches_class_hierarchy() -> None:
 # are Sphinx's business; our docs are held to -W, which fails on any Sphinx warning.
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:sphinx")
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:sphinx")
+@pytest.mark.timeout(300)  # a full Sphinx build: slow on a busy machine
 def test_docs_build_without_warnings(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sphinx.cmd.build import build_main  # the "test" extra installs sphinx
 
@@ -152,3 +153,32 @@ def test_docs_build_without_warnings(tmp_path: pathlib.Path, capsys: pytest.Capt
         sys.path[:] = saved_path  # docs/conf.py inserts the repository root
     output = capsys.readouterr()
     assert code == 0, f"sphinx-build failed:\n{output.err}{output.out}"
+
+
+# -- the local broker's known differences from a Memphis broker are all listed --------------
+
+#: Every entry docs/testing.rst must keep (its bold lead).
+BROKER_DIFFERENCES = {
+    "msg-id de-duplication", "Single-partition last_messages", "Partition cap", "Schema name and type validation",
+    "Protobuf compiler", "Missing schema or user at station creation", "Rejoining a consumer group with another start",
+    "DLS retention", "DLS forwarding partition", "Schema DLS setting updates", "Disconnect tracking",
+    "Plain NATS clients in token mode", "User types", "Connects while no control plane runs",
+    "Password mode connection names", "WebSocket listener", "Tiered storage",
+}
+#: ``§15.<n>`` markers in memphis_sync/broker/ where the local broker does what the broker does.
+SAME_AS_THE_BROKER = {
+    "15.16",  # new schema versions are inserted inactive
+    "15.20",  # a nacked-DLS report needs a partition
+}
+
+
+def test_local_broker_differences_are_all_listed() -> None:
+    text = _read("testing.rst")
+    section = text[text.index(".. _local-broker-differences:"):]
+    leads = set(re.findall(r"^\* \*\*(.+?)\*\*", section, re.MULTILINE))
+    assert not BROKER_DIFFERENCES - leads, f"docs/testing.rst lost: {sorted(BROKER_DIFFERENCES - leads)}"
+    package = pathlib.Path(memphis_sync.__file__).parent / "broker"
+    markers = {m for path in package.rglob("*.py") for m in re.findall(r"§(15\.\d+)", path.read_text(encoding="utf-8"))}
+    assert markers, "no §15 markers found in memphis_sync/broker/ (the scan is broken)"
+    undocumented = {m for m in markers - SAME_AS_THE_BROKER if f"(§{m})" not in section}
+    assert not undocumented, f"§15 choices of the local broker missing from docs/testing.rst: {sorted(undocumented)}"

@@ -119,6 +119,7 @@ def _run_dls(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             token=None if args.password is not None else (args.token or _defaults.MEMPHIS_CONNECTION_TOKEN),
             user=None if args.password is None else f"{args.username}${args.account_id}",
             password=args.password,
+            username=args.username,
         )
     except MemphisError as exc:
         print(f"memphis-sync broker dls: {exc}", file=err, flush=True)

@@ -18,11 +18,16 @@ lock, users) and the other handlers it needs. Mutating requests of one instance 
 the context's lock (they are rare and fast); between instances, station records are created with
 an atomic create-if-absent.
 
+Given an :class:`~memphis_sync.broker.auth_callout.AuthCallout` (the local broker's token mode),
+the control plane also answers nats-server's authorization requests on its connection, subscribed
+before anything else so that clients are let in as soon as possible after a (re)start.
+
 Differences from the Memphis broker that stock nats-server imposes (no CONNECT hook):
 
 * producers and consumers are never marked inactive on disconnect; a consumer group counts as
   active until its consumers are destroyed (or its station is);
-* user checks use the ``username`` of each request against the configured user names.
+* user checks use the ``username`` of each request against the configured user names (and, with
+  an auth callout, the user of each connection at connect time).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from memphis_sync import _defaults
 from memphis_sync.broker import rules
+from memphis_sync.broker.auth_callout import AuthCallout
 from memphis_sync.broker.context import BrokerContext
 from memphis_sync.broker.handlers.consumers import ConsumerGroups
 from memphis_sync.broker.handlers.dls import DeadLetters
@@ -87,6 +93,9 @@ class ControlPlane:
         metadata_replicas: Replicas of the metadata stream (the cluster size, up to 3).
         default_replicas: Replicas of automatically created stations (§4.6).
         name: Connection name.
+        auth_callout: Also answer nats-server's authorization requests with it (the server must
+            be configured with its ``server_config()`` and this connection's user in
+            ``auth_users``).
 
     The control plane is started by :meth:`start` (or ``with``) and stopped by :meth:`stop`.
     """
@@ -104,8 +113,10 @@ class ControlPlane:
         metadata_replicas: int = 1,
         default_replicas: int = 1,
         name: str = "memphis-sync-control-plane",
+        auth_callout: Optional[AuthCallout] = None,
     ) -> None:
         self._servers = servers
+        self._auth_callout = auth_callout
         self._credentials = {"token": token, "user": user, "password": password}
         self._tls = tls
         self._name = name
@@ -143,6 +154,9 @@ class ControlPlane:
         )
         conn.connect()
         try:
+            if self._auth_callout is not None:  # first: connecting clients wait for it
+                self._subs.append(self._auth_callout.subscribe(conn))
+                conn.flush()
             js = JetStream(conn)
             meta = MetadataStore(js, replicas=self._ctx.metadata_replicas)
             self._ctx.attach(conn, js, meta)  # before subscribing: handlers reply through it

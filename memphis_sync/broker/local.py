@@ -8,13 +8,16 @@
 
 Authentication (``memphis-wire.md`` §1.3):
 
-* token mode (the default): the server requires the connection token (``memphis``); the
-  Memphis user name travels in the CONNECT ``name`` only, which stock nats-server does not check,
-  so any user name with the right token connects. The control plane then refuses requests whose
-  ``username`` is not a known user.
+* token mode (the default): clients are checked when they connect, as a Memphis broker checks
+  them, by an auth callout the control plane answers (:mod:`memphis_sync.broker.auth_callout`):
+  the connection token (as is from a Memphis SDK, whose CONNECT ``name`` is
+  ``"<connection_id>::<username>"``; as ``"<username>::<token>"`` from a plain NATS client), then
+  the user, which must be ``username`` or one of ``users``. A refused client gets
+  ``-ERR 'Authorization Violation'``. The control plane connects as its own NATS user, which the
+  callout never sees; the control plane also refuses requests whose ``username`` is unknown.
 * password mode (``password=...``): NATS users ``<username>$<account_id>`` and the bare
   ``<username>`` (the broker's lookup fallback) with that password; wrong passwords and unknown
-  users are refused by nats-server itself.
+  users are refused by nats-server itself (no callout).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from memphis_sync import _defaults
+from memphis_sync.broker.auth_callout import AuthCallout, ConnectCheck
 from memphis_sync.broker.cluster import NatsCluster
 from memphis_sync.broker.config import PathLike, TlsFiles, find_nats_server
 from memphis_sync.broker.control_plane import ControlPlane
@@ -36,8 +40,16 @@ from memphis_sync.nats.connection import TlsOptions
 
 __all__ = ["LocalBroker", "default_store_dir"]
 
-#: NATS user of the control plane in password mode (its password is random per broker object).
+#: NATS user of the control plane (its password is random per broker object); in token mode the
+#: one user the auth callout never sees.
 CONTROL_PLANE_USER = "memphis_sync_control_plane"
+
+
+#: Seconds nats-server waits for the auth callout's answer (and for a client's CONNECT) in token
+#: mode without TLS: less than the clients' default connect timeout (2 s), so that a connect
+#: nobody answers (no control plane) ends in ``Authorization Violation``, not in a timeout. With
+#: TLS the server's default is kept (the TLS timeout + 1 s), as the handshake counts too.
+AUTH_CALLOUT_TIMEOUT = 1.5
 
 
 def default_store_dir() -> Path:
@@ -71,7 +83,7 @@ class LocalBroker:
         password: Switches to password mode: the password of ``username``.
         account_id: Account (tenant) id of password mode users (``_defaults.MEMPHIS_ACCOUNT_ID``).
         users: More Memphis application users: name → password (the password is ignored in
-            token mode, where only the names matter).
+            token mode, where only the names matter). ``username`` is the root user.
         tls: Serve clients over TLS with these files.
         cluster_size: 1 for one server, or 3 for a cluster on loopback (stations with replicas 3
             become R3 streams).
@@ -127,8 +139,16 @@ class LocalBroker:
             kwargs["websocket_port"] = websocket_port
         if mqtt_port is not None:
             kwargs["mqtt_port"] = mqtt_port
+        self._auth_callout: Optional[AuthCallout] = None
         if password is None:
-            kwargs["token"] = connection_token
+            types = {**{name: "application" for name in self._users}, username: "root"}
+            check = ConnectCheck(connection_token=connection_token, users=types, account_id=account_id)
+            self._auth_callout = AuthCallout(check)
+            kwargs["users"] = [{"user": CONTROL_PLANE_USER, "password": self._cp_password}]
+            authorization: Dict[str, Any] = {"auth_callout": self._auth_callout.server_config((CONTROL_PLANE_USER,))}
+            if tls is None:  # an unanswered connect is refused before a client's 2 s connect timeout
+                authorization["timeout"] = AUTH_CALLOUT_TIMEOUT
+            kwargs["extra_config"] = {"authorization": authorization}
         else:
             kwargs["users"] = self._nats_users()
         self._server: Union[NatsServer, NatsCluster]
@@ -169,25 +189,7 @@ class LocalBroker:
             _check_port_free(self._host, self._requested_port)
         self._server.start()
         try:
-            credentials: Dict[str, Any] = (
-                {"token": self._token} if self._token else {"user": CONTROL_PLANE_USER, "password": self._cp_password}
-            )
-            tls = None
-            if self._tls is not None:  # with mutual TLS the server certificate doubles as client certificate
-                verify = self._tls.verify
-                tls = TlsOptions(
-                    ca_file=self._tls.ca_file,
-                    cert_file=self._tls.cert_file if verify else None,
-                    key_file=self._tls.key_file if verify else None,
-                )
-            control_plane = ControlPlane(
-                self.urls,
-                users=list(self._users),
-                account_id=self._account_id,
-                metadata_replicas=min(3, self._cluster_size),
-                tls=tls,
-                **credentials,
-            )
+            control_plane = ControlPlane(self.urls, **self.control_plane_kwargs())
             control_plane.start()
         except BaseException:
             self._server.stop()
@@ -310,6 +312,28 @@ class LocalBroker:
     def store_dir(self) -> Path:
         """The persistent data directory."""
         return self._store_dir
+
+    def control_plane_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments for one more :class:`ControlPlane` on this broker (after the server
+        URLs): its NATS user, TLS, the users, account id and replicas, and in token mode the
+        auth callout, so that it answers connects too."""
+        tls = None
+        if self._tls is not None:  # with mutual TLS the server certificate doubles as client certificate
+            verify = self._tls.verify
+            tls = TlsOptions(
+                ca_file=self._tls.ca_file,
+                cert_file=self._tls.cert_file if verify else None,
+                key_file=self._tls.key_file if verify else None,
+            )
+        return {
+            "user": CONTROL_PLANE_USER,
+            "password": self._cp_password,
+            "tls": tls,
+            "users": list(self._users),
+            "account_id": self._account_id,
+            "metadata_replicas": min(3, self._cluster_size),
+            "auth_callout": self._auth_callout,
+        }
 
     def connect_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments for the Memphis SDK ``connect()``: host, port, username, account_id

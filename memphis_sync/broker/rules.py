@@ -19,6 +19,7 @@ import attrs
 
 from .._defaults import MEMPHIS_MAX_NAME_LENGTH
 from .._names import internal_name, name_error
+from ..memphis import durable
 
 __all__ = [
     "Refusal",
@@ -358,23 +359,16 @@ def consumer_settings(request: Mapping[str, Any]) -> Union[ConsumerSettings, str
 
 
 def deliver_policy(start_seq: int, last_messages: int, last_seq: int) -> Tuple[str, Optional[int]]:
-    """The durable's deliver policy and ``opt_start_seq`` (§7.3).
-
-    ``last_messages > 0`` uses ``by_start_sequence`` whatever the partition count (§15.3: the
-    broker skips single-partition stations by mistake).
+    """The durable's deliver policy (its wire value) and ``opt_start_seq`` (§7.3), by the rule of
+    :func:`memphis_sync.memphis.durable.deliver_policy`.
 
     Args:
         start_seq: ``start_consume_from_sequence``.
         last_messages: ``last_messages``.
         last_seq: The partition stream's last sequence (used with ``last_messages > 0``).
     """
-    if last_messages == 0 and start_seq == 1:
-        return "new", None
-    if last_messages > 0:
-        return "by_start_sequence", max(1, last_seq - last_messages + 1)
-    if start_seq > 1:
-        return "by_start_sequence", start_seq
-    return "all", None
+    policy, start = durable.deliver_policy(start_seq, last_messages, lambda: last_seq)
+    return policy.value, start
 
 
 def durable_config(

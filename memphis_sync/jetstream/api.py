@@ -165,6 +165,23 @@ class JetStream(Publisher):
             if not page or offset >= int(data.get("total", 0)):
                 return names
 
+    def consumer_names(self, stream: str) -> List[str]:
+        """Names of the consumers of ``stream`` (durables included).
+
+        Raises:
+            StreamNotFoundError: no such stream.
+        """
+        validate_name(stream, "stream name")
+        names: List[str] = []
+        offset = 0
+        while True:
+            data = self.api_request(f"CONSUMER.NAMES.{stream}", {"offset": offset})
+            page = data.get("consumers") or []
+            names.extend(page)
+            offset += len(page)
+            if not page or offset >= int(data.get("total", 0)):
+                return names
+
     def get_msg(self, stream: str, seq: Optional[int] = None, *, last_by_subject: Optional[str] = None) -> RawStreamMsg:
         """Read one stored message by sequence, or the last one on a subject.
 

@@ -191,7 +191,6 @@ class PullSubscription:
         conn.queue_publish(self._next_subject, json.dumps(body, separators=(",", ":")).encode(), reply, kick=False, deadline=deadline)
         conn.write_now(deadline)
         # 3. collect until the batch is full, the request ends, or time runs out
-        received_bytes = 0
         last_beat = time.monotonic()
         while len(out) < batch:
             now = time.monotonic()
@@ -210,7 +209,6 @@ class PullSubscription:
                 raise
             if msg.status is None:
                 out.append(JsMsg(conn, msg))
-                received_bytes += len(msg.payload)
                 last_beat = time.monotonic()
                 continue
             if msg.subject != reply:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 from .. import _defaults
@@ -24,15 +23,17 @@ from .._timeouts import deadline_after, left
 from ..errors import ConnectionClosedError, MemphisConnectError, MemphisValueError
 from ..jetstream import JetStream
 from ..nats.connection import Connection
-from . import schemaverse
 from .consumer import Consumer, creation_fields, open_consumer
 from .message import HeadersArg, Message
 from .producer import Producer, open_producer
 from .registry import Registry, registry_key, with_random_suffix
 from .requester import APP_ID, Requester, normalize_host
+from .schema_calls import _SchemaCalls
+from .schemaverse import validate_schema_name
 from .state import StationCache
 from .station import Retention, Station, Storage
 from .station import creation_body as station_creation_body
+from .url import merge_url
 from .validate import check_batch_size, check_int, check_str, internal_name, validate_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,12 +41,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..jetstream.types import PubAck
 
-__all__ = ["Memphis", "connect", "APP_ID"]
+__all__ = ["Memphis", "connect", "from_url", "APP_ID"]
 
 logger = logging.getLogger("memphis_sync.client")  # the name users configure (kept from the flat layout)
 
 
-class Memphis:
+class Memphis(_SchemaCalls):
     """A connection to a Memphis broker. Thread-safe; use one per process.
 
     Create it with :func:`connect` (or ``Memphis().connect(...)``). Use it as a context manager
@@ -66,7 +67,7 @@ class Memphis:
         self._js: JetStream = None  # type: ignore[assignment]
         self._requester: Optional[Requester] = None
         self._stations: Optional[StationCache] = None
-        self._registry = Registry()
+        self._registry: Registry["Producer", "Consumer"] = Registry()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -112,7 +113,9 @@ class Memphis:
                 unlike the official SDKs, values above 9 are not silently reduced to 9.
             reconnect_interval_ms: wait between reconnect attempts.
             timeout_ms: TCP connect plus handshake timeout.
-            cert_file / key_file / ca_file: mutual TLS; all three or none.
+            cert_file / key_file / ca_file: mutual TLS; all three or none. ``ca_file`` is the only
+                trust store for the broker's certificate (the system CAs are not used; the SDK
+                adds the file to them).
             max_pending_acks: nonblocking produces in flight (unacknowledged) on this
                 connection before ``produce(nonblocking=True)`` waits for room (4000, as the
                 SDKs' JetStream). Keyword only, as the options below (not in the SDK).
@@ -265,7 +268,7 @@ class Memphis:
         Raises:
             MemphisValueError: empty, over 128 characters, bad characters or ends.
         """
-        schemaverse.validate_schema_name(schema_name)
+        validate_schema_name(schema_name)
 
     def send_notification(self, title: str, msg: str, failed_msg: str, not_type: str) -> None:
         """Publish an alert to ``$memphis_notifications`` (§11.3).
@@ -427,58 +430,20 @@ class Memphis:
             consumer_partition_number=consumer_partition_number, prefetch=prefetch,
         )
 
-    # -- schemas -------------------------------------------------------------------------
-
-    def create_schema(self, schema_name: str, schema_type: str, schema_path: str, timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES) -> None:
-        """Create a schema (or a new version of it) from a file (§10.5).
-
-        Raises:
-            MemphisValueError: a bad name or type, or the file cannot be read.
-            MemphisRequestError / ConnectionClosedError: the broker refused the schema, or the connection is closed.
-        """
-        body = schemaverse.creation_body(schema_name, schema_type, schema_path, self.username)
-        reply = self._plane()[0].request("$memphis_schema_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
-        schemaverse.raise_for_creation_reply(schema_name, reply)
-
-    def enforce_schema(self, name: str, station_name: str, timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES) -> None:
-        """Attach schema ``name`` to a station (§10.4); its producers validate from then on.
-
-        Raises:
-            MemphisValueError: an empty or bad name (nothing was sent).
-            MemphisRequestError / ConnectionClosedError: the broker refused (missing station or schema), or the connection is closed.
-        """
-        if not name or not station_name:
-            raise MemphisValueError("name and station name can not be empty")
-        schemaverse.validate_schema_name(name)
-        validate_name(station_name, "Station")
-        body = {"name": name, "station_name": station_name, "username": self.username}
-        self._plane()[0].ask("$memphis_schema_attachments", body, timeout_retries, what=f"attaching schema {name!r} to station {station_name!r}")
-
-    def attach_schema(self, name: str, station_name: str) -> None:
-        """Deprecated alias of :meth:`enforce_schema`."""
-        warnings.warn("Deprecation warning: attach_schema is deprecated, use enforce_schema instead.", DeprecationWarning, stacklevel=2)
-        self.enforce_schema(name, station_name)
-
-    def detach_schema(self, station_name: str, timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES) -> None:
-        """Detach the schema of a station (§10.4).
-
-        Raises:
-            MemphisValueError: an empty or bad station name (nothing was sent).
-            MemphisRequestError / ConnectionClosedError: the broker refused, or the connection is closed.
-        """
-        if not station_name:
-            raise MemphisValueError("station name is missing")
-        validate_name(station_name, "Station")
-        body = {"station_name": station_name, "username": self.username}
-        self._plane()[0].ask("$memphis_schema_detachments", body, timeout_retries, what=f"detaching the schema of station {station_name!r}")
+#: The defaults of :func:`connect`'s arguments (an argument at its default does not override a URL).
+_CONNECT_DEFAULTS = {
+    "account_id": 1, "connection_token": "", "password": "", "port": _defaults.MEMPHIS_PORT, "reconnect": True,
+    "max_reconnect": _defaults.MAX_RECONNECT, "reconnect_interval_ms": 1500, "timeout_ms": 2000,
+    "cert_file": "", "key_file": "", "ca_file": "",
+}
 
 
 def connect(
-    host: str,
-    username: str,
+    host: Optional[str] = None,
+    username: Optional[str] = None,
+    account_id: int = 1,
     connection_token: str = "",
     password: str = "",
-    account_id: int = 1,
     port: int = _defaults.MEMPHIS_PORT,
     reconnect: bool = True,
     max_reconnect: int = _defaults.MAX_RECONNECT,
@@ -487,14 +452,37 @@ def connect(
     cert_file: str = "",
     key_file: str = "",
     ca_file: str = "",
+    *,
+    url: Optional[str] = None,
     **options: Any,
 ) -> Memphis:
     """Connect to a Memphis broker and return the :class:`Memphis` connection.
 
-    Same arguments as :meth:`Memphis.connect` (its keyword-only options included).
+    The arguments and their positional order are those of :meth:`Memphis.connect` (and of the
+    SDK's ``Memphis.connect``), its keyword-only options included; or give ``url``
+    (``memphis://USER:TOKEN@HOST:PORT?account_id=1``, see :mod:`memphis_sync.memphis.url`)
+    instead of ``host``, ``username`` and the rest. Arguments given beside a URL are added to
+    it (e.g. the token, to keep it out of the URL); one the URL gives too must agree.
+
+    Raises:
+        MemphisValueError: no host or username (and no url), a bad URL, or an argument given
+            twice with two values.
+        MemphisConnectError: see :meth:`Memphis.connect`.
     """
-    return Memphis().connect(
-        host, username, account_id=account_id, connection_token=connection_token, password=password, port=port,
-        reconnect=reconnect, max_reconnect=max_reconnect, reconnect_interval_ms=reconnect_interval_ms,
-        timeout_ms=timeout_ms, cert_file=cert_file, key_file=key_file, ca_file=ca_file, **options,
-    )
+    given = {
+        "host": host, "username": username, "account_id": account_id, "connection_token": connection_token,
+        "password": password, "port": port, "reconnect": reconnect, "max_reconnect": max_reconnect,
+        "reconnect_interval_ms": reconnect_interval_ms, "timeout_ms": timeout_ms, "cert_file": cert_file,
+        "key_file": key_file, "ca_file": ca_file,
+    }
+    return Memphis().connect(**merge_url(url, given, _CONNECT_DEFAULTS), **options)
+
+
+def from_url(url: str, **kwargs: Any) -> Memphis:
+    """``connect(url=url, **kwargs)``: connect with the settings of a Memphis URL.
+
+    Raises:
+        MemphisValueError: a bad URL (shown with its secret hidden).
+        MemphisConnectError: see :meth:`Memphis.connect`.
+    """
+    return connect(url=url, **kwargs)

@@ -31,8 +31,9 @@ from ..errors import (
 )
 from ..jetstream import JetStream
 from ..jetstream.pull import PullSubscription
-from ..jetstream.types import ConsumerConfig, DeliverPolicy
+from ..jetstream.types import ConsumerConfig
 from ..nats.protocol import Msg
+from .durable import deliver_policy
 from .message import Message
 from .partition import check_partition_args, check_partition_number, partition_for_key, pick_partition
 from .registry import Registry, registry_key
@@ -68,7 +69,7 @@ class Consumer:
         self,
         requester: Requester,
         stations: StationCache,
-        registry: Registry,
+        registry: Registry[Any, "Consumer"],
         js: JetStream,
         state: StationState,
         *,
@@ -149,15 +150,9 @@ class Consumer:
             return
         except ConsumerNotFoundError:
             pass
-        if self.last_messages == 0 and self.start_consume_from_sequence == 1:
-            policy, start = DeliverPolicy.NEW, None
-        elif self.last_messages > 0:
-            last_seq = js.stream_info(stream).state.last_seq
-            policy, start = DeliverPolicy.BY_START_SEQUENCE, max(1, last_seq - self.last_messages + 1)
-        elif self.start_consume_from_sequence > 1:
-            policy, start = DeliverPolicy.BY_START_SEQUENCE, self.start_consume_from_sequence
-        else:
-            policy, start = DeliverPolicy.ALL, None
+        policy, start = deliver_policy(
+            self.start_consume_from_sequence, self.last_messages, lambda: js.stream_info(stream).state.last_seq
+        )
         config = ConsumerConfig(
             durable_name=self._durable, deliver_policy=policy, opt_start_seq=start,
             ack_wait=self.max_ack_time_ms / 1000, max_deliver=self.max_msg_deliveries,
@@ -461,7 +456,7 @@ def creation_fields(
 
 
 def open_consumer(
-    requester: Requester, stations: StationCache, registry: Registry, js: JetStream, station_name: str,
+    requester: Requester, stations: StationCache, registry: Registry[Any, "Consumer"], js: JetStream, station_name: str,
     consumer_name: str, real_name: str, fields: Dict[str, Any], timeout_retries: int, *,
     pull_interval_ms: int, batch_size: int, batch_max_time_to_wait_ms: int,
 ) -> Consumer:

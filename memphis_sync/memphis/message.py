@@ -56,10 +56,10 @@ class Headers(_nats_headers.Headers):
         super().__init__(None)
         if data is None:
             return
-        try:  # the shape and every name and value checked by the NATS Headers, once
-            pairs = list(data.items_all() if isinstance(data, _nats_headers.Headers) else _nats_headers.Headers(data).items_all())
+        try:
+            pairs = _nats_headers.header_pairs(data)
         except LocalProtocolError as exc:
-            raise MemphisHeaderError(str(exc).replace("memphis: ", "", 1)) from exc
+            raise MemphisHeaderError(str(exc).replace("memphis: ", "", 1)) from None
         for name, value in pairs:
             self.add(name, value)
 
@@ -95,15 +95,9 @@ def to_wire_headers(user: HeadersArg, memphis: Mapping[str, str]) -> _nats_heade
     """
     out = _nats_headers.Headers()
     if user:
-        if isinstance(user, _nats_headers.Headers):
-            pairs = list(user.items_all())
-        elif isinstance(user, Mapping):
-            pairs = []
-            for name, value in user.items():
-                for item in value if isinstance(value, (list, tuple)) else (value,):
-                    pairs.append((name, item))
-        else:
+        if not isinstance(user, (_nats_headers.Headers, Mapping)):
             raise MemphisHeaderError(f"headers must be a Headers object or a dict, got {type(user).__name__}")
+        pairs = _nats_headers.header_pairs(user)
         try:
             for name, value in pairs:
                 _check_key(name)
@@ -160,25 +154,30 @@ class Message:
         return bytearray(self._payload)
 
     def get_data_deserialized(self) -> Any:
-        """The payload decoded per the station's schema.
+        """The payload, validated against the station's schema and decoded per its type.
 
-        json/avro schemas give the ``json.loads`` result, graphql the text, protobuf the parsed
-        message object; without a schema, the bytes (``bytearray``).
+        As in the SDK, the payload is first validated as a produced message would be (a JSON
+        payload that misses a required field fails, not only one that is not JSON); then json/avro
+        schemas give the ``json.loads`` result, graphql the text, protobuf the parsed message
+        object. Without a schema: the bytes (``bytearray``).
 
         Raises:
-            MemphisSchemaError: the payload does not match the attached schema.
+            MemphisSchemaError: the payload does not match the attached schema (the text starts
+                with the SDK's ``"Deserialization has been failed since the message format does
+                not align with the currently attached schema: "``). The SDK returns ``None``
+                instead.
         """
         schema = self._stations.schema_of(self.internal_station_name)
         if schema is None:
             return self.get_data()
         try:
+            schema.serialize(self._payload)
             return schema.deserialize(self._payload)
-        except MemphisSchemaError:
-            raise
         except Exception as exc:
+            reason = str(exc)
             raise MemphisSchemaError(
                 "Deserialization has been failed since the message format does not align with the "
-                f"currently attached schema: {exc}"
+                f"currently attached schema: {reason[len('memphis: '):] if reason.startswith('memphis: ') else reason}"
             ) from exc
 
     def get_headers(self) -> Dict[str, str]:

@@ -102,7 +102,7 @@ class Producer:
     _requester: Requester = attrs.field(repr=False)
     _state: Optional[StationState] = attrs.field(default=None, repr=False)
     _stations: Optional[StationCache] = attrs.field(default=None, repr=False, kw_only=True)
-    _registry: Optional[Registry] = attrs.field(default=None, repr=False, kw_only=True)
+    _registry: Optional[Registry["Producer", Any]] = attrs.field(default=None, repr=False, kw_only=True)
     _js: Optional[JetStream] = attrs.field(default=None, repr=False, kw_only=True)
     internal_station_name: str = attrs.field(init=False)
     is_multi_station_producer: bool = attrs.field(init=False)
@@ -272,7 +272,9 @@ class Producer:
             raise
 
     def _report_schema_failure(self, message: Any, headers: HeadersArg, error: MemphisSchemaError) -> None:
-        """Report a schema-validation failure to the schemaverse DLS and notifications (§6.6)."""
+        """Report a schema-validation failure as the SDK does (§6.6, §9.4): to the schemaverse DLS
+        when the station sends schema failures there, and to ``$memphis_notifications`` whenever
+        the broker asks for notifications, whatever the station's DLS setting."""
         state, stations, requester = self._state, self._stations, self._requester
         if state is None or state.schema is None or stations is None:
             return
@@ -290,13 +292,13 @@ class Producer:
                         "validation_error": str(error),
                     },
                 )
-                if stations.send_notification:
-                    requester.notify(
-                        "Schema validation has failed",
-                        f"Station: {self.station_name}\nProducer: {self.producer_name}\nError:{error}",
-                        text,
-                        "schema_validation_fail_alert",
-                    )
+            if stations.send_notification:
+                requester.notify(
+                    "Schema validation has failed",
+                    f"Station: {self.station_name}\nProducer: {self.producer_name}\nError:{error}",
+                    text,
+                    "schema_validation_fail_alert",
+                )
         except MemphisError:
             logger.warning("could not report a schema failure to the DLS", exc_info=True)
 
@@ -441,7 +443,7 @@ class Producer:
 
 
 def open_producer(
-    requester: Requester, stations: StationCache, registry: Registry, js: JetStream,
+    requester: Requester, stations: StationCache, registry: Registry["Producer", Any], js: JetStream,
     station_name: str, producer_name: str, real_name: str, timeout_retries: int,
 ) -> Producer:
     """The cached producer of (station, real name), or a new one registered with the broker (§5).

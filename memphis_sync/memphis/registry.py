@@ -10,15 +10,28 @@ from __future__ import annotations
 import secrets
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, Generic, List, Optional, Protocol, TypeVar
 
 from .validate import check_bool, internal_name
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .consumer import Consumer
-    from .producer import Producer
+__all__ = ["Member", "Registry", "registry_key", "with_random_suffix"]
 
-__all__ = ["Registry", "registry_key", "with_random_suffix"]
+
+class Member(Protocol):
+    """What the registry needs of a producer or consumer: its station and its name."""
+
+    @property
+    def internal_station_name(self) -> str:
+        """The internal name of its station."""
+
+    @property
+    def real_name(self) -> str:
+        """Its name without suffix."""
+
+
+_P = TypeVar("_P", bound=Member)
+_C = TypeVar("_C", bound=Member)
+_M = TypeVar("_M", bound=Member)
 
 
 def registry_key(station_name: str, real_name: str) -> str:
@@ -41,13 +54,17 @@ def with_random_suffix(name: str, generate: Any) -> str:
     return f"{name}_{secrets.token_hex(4)}"
 
 
-class Registry:
-    """The cached producers and consumers of one connection. Thread-safe."""
+class Registry(Generic[_P, _C]):
+    """The cached producers (``_P``) and consumers (``_C``) of one connection. Thread-safe.
+
+    Generic so that this module needs neither :class:`Producer` nor :class:`Consumer` (which
+    both use it): the client makes a ``Registry[Producer, Consumer]``.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._producers: Dict[str, "Producer"] = {}
-        self._consumers: Dict[str, "Consumer"] = {}
+        self._producers: Dict[str, _P] = {}
+        self._consumers: Dict[str, _C] = {}
         self._creating: Dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
@@ -55,12 +72,12 @@ class Registry:
 
     # -- producers -----------------------------------------------------------------------
 
-    def producer(self, key: str) -> Optional["Producer"]:
+    def producer(self, key: str) -> Optional[_P]:
         """The cached producer of ``key``, or None."""
         with self._lock:
             return self._producers.get(key)
 
-    def add_producer(self, key: str, producer: "Producer") -> "Producer":
+    def add_producer(self, key: str, producer: _P) -> _P:
         """Cache ``producer`` unless ``key`` has one already; return the cached one."""
         with self._lock:
             return self._producers.setdefault(key, producer)
@@ -73,7 +90,7 @@ class Registry:
                 lock = self._creating[key] = threading.Lock()
             return lock
 
-    def forget_producer(self, producer: "Producer") -> None:
+    def forget_producer(self, producer: _P) -> None:
         """Forget ``producer`` if it is the cached one of its key."""
         self._forget(self._producers, producer)
 
@@ -83,21 +100,21 @@ class Registry:
 
     # -- consumers -----------------------------------------------------------------------
 
-    def consumer(self, key: str) -> Optional["Consumer"]:
+    def consumer(self, key: str) -> Optional[_C]:
         """The cached consumer of ``key``, or None."""
         with self._lock:
             return self._consumers.get(key)
 
-    def add_consumer(self, key: str, consumer: "Consumer") -> None:
+    def add_consumer(self, key: str, consumer: _C) -> None:
         """Cache ``consumer`` under ``key`` (replacing an older one)."""
         with self._lock:
             self._consumers[key] = consumer
 
-    def forget_consumer(self, consumer: "Consumer") -> None:
+    def forget_consumer(self, consumer: _C) -> None:
         """Forget ``consumer`` if it is the cached one of its key."""
         self._forget(self._consumers, consumer)
 
-    def consumers(self) -> List["Consumer"]:
+    def consumers(self) -> List[_C]:
         """The cached consumers, now."""
         with self._lock:
             return list(self._consumers.values())
@@ -116,18 +133,18 @@ class Registry:
         """Forget the cached consumers of a station (they are not destroyed)."""
         self._unset(self._consumers, internal)
 
-    def _forget(self, table: Dict[str, Any], item: Any) -> None:
+    def _forget(self, table: Dict[str, _M], item: _M) -> None:
         key = item.internal_station_name + "_" + item.real_name
         with self._lock:
             if table.get(key) is item:
                 del table[key]
 
-    def _unset(self, table: Dict[str, Any], internal: str) -> None:
+    def _unset(self, table: Dict[str, _M], internal: str) -> None:
         with self._lock:
             for key in [k for k, v in table.items() if v.internal_station_name == internal]:
                 del table[key]
 
-    def drop_station(self, internal: str) -> List["Consumer"]:
+    def drop_station(self, internal: str) -> List[_C]:
         """Forget every producer and consumer of a station; return the consumers dropped."""
         prefix = internal + "_"
         with self._lock:

@@ -14,6 +14,8 @@ import logging
 import uuid
 from typing import Any, Dict, Mapping, Optional
 
+import attrs
+
 from .. import _defaults
 from .._timeouts import left
 from ..errors import (
@@ -30,6 +32,7 @@ from ..errors import (
 from ..jetstream import JetStream
 from ..nats.connection import Connection, TlsOptions
 from ..nats.reconnect import ReconnectPolicy
+from ..nats.servers import redact_url
 from .validate import check_bool, check_int, check_number, check_str
 
 __all__ = ["Requester", "APP_ID", "normalize_host"]
@@ -83,6 +86,11 @@ class Requester:
         if not isinstance(host, str) or not host:
             raise MemphisConnectError(f"host must be a non-empty str, got {host!r}")
         host = normalize_host(host)
+        if "@" in host:  # nats://TOKEN@host would send it as a token; never shown
+            raise MemphisConnectError(
+                f"host must be a host name or address, without credentials ({redact_url(host)!r}); "
+                "pass connection_token= or password= instead"
+            )
         if host.count(":") == 1:
             raise MemphisConnectError(f"host must not include a port ({host!r}); pass port= instead")
         if not isinstance(username, str) or not username:
@@ -106,6 +114,8 @@ class Requester:
                 if not given:
                     raise MemphisConnectError(f"Must provide a TLS {what} file")
             tls = TlsOptions(ca_file=ca_file, cert_file=cert_file, key_file=key_file, hostname=host)
+            # checked here, before dialing: a bad file is a MemphisConnectError naming it
+            tls = attrs.evolve(tls, context=tls.build_context())
         connection_id = str(uuid.uuid4())
         options: Dict[str, Any] = {
             "name": f"{connection_id}::{username}",

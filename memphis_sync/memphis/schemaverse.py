@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Set
 
 import attrs
 
@@ -220,17 +220,7 @@ class Schema:
 
     def _build_protobuf(self) -> None:
         _need("google.protobuf", "protobuf")
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-        try:
-            file_set = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(self.descriptor))
-            pool = descriptor_pool.DescriptorPool()
-            proto = file_set.file[0]
-            pool.AddSerializedFile(proto.SerializeToString())
-            full_name = f"{proto.package}.{self.message_struct_name}" if proto.package else self.message_struct_name
-            message_class = message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
-        except Exception as exc:
-            raise MemphisSchemaError(f"invalid protobuf schema {self.name!r}: {exc}") from exc
+        message_class = _protobuf_class(self.name, self.version, self.descriptor, self.message_struct_name)
 
         def validate(message: Any) -> bytes:
             if isinstance(message, (bytes, bytearray, memoryview)):
@@ -260,3 +250,72 @@ class Schema:
 
         self._validator = validate
         self._decoder = lambda data: message_class.FromString(bytes(data))
+
+
+def _protobuf_class(name: str, version: int, descriptor: str, struct_name: str) -> Any:
+    """The message class of a protobuf schema version, from its descriptor (§10.1).
+
+    Raises:
+        MemphisSchemaError: an empty or bad descriptor, or no message ``struct_name`` in it.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    what = f"protobuf schema {name!r} (version {version})"
+    if not descriptor:
+        raise MemphisSchemaError(
+            f"{what} came without a descriptor: the broker did not compile its .proto file, so no "
+            "message can be checked against it; use a schema created on a broker with a protobuf compiler"
+        )
+    try:
+        raw = base64.b64decode(descriptor, validate=True)
+    except (ValueError, TypeError) as exc:
+        raise MemphisSchemaError(f"the descriptor of {what} is not base64: {exc}") from exc
+    try:
+        files = list(descriptor_pb2.FileDescriptorSet.FromString(raw).file)
+    except Exception as exc:
+        raise MemphisSchemaError(f"the descriptor of {what} is not a protobuf FileDescriptorSet: {exc}") from exc
+    if not files:
+        raise MemphisSchemaError(f"the descriptor of {what} holds no .proto file")
+    if not struct_name:
+        raise MemphisSchemaError(f"{what} names no message (empty message_struct_name)")
+    proto = files[0]  # the schema's own file, as the SDKs use it
+    full_name = f"{proto.package}.{struct_name}" if proto.package else struct_name
+    pool = descriptor_pool.DescriptorPool()
+    try:
+        _add_file(pool, proto, {f.name: f for f in files[1:]}, set())
+        message = pool.FindMessageTypeByName(full_name)
+    except _MissingImport as exc:
+        raise MemphisSchemaError(f"the descriptor of {what} cannot be loaded: {exc}") from None
+    except KeyError as exc:
+        raise MemphisSchemaError(f"the descriptor of {what} has no message {full_name!r}") from exc
+    except Exception as exc:
+        raise MemphisSchemaError(f"the descriptor of {what} cannot be loaded: {exc}") from exc
+    return message_factory.GetMessageClass(message)
+
+
+class _MissingImport(Exception):
+    pass
+
+
+def _add_file(pool: Any, proto: Any, others: Mapping[str, Any], added: Set[str]) -> None:
+    """Add ``proto`` to ``pool`` after its imports: the other files of the set (a descriptor made
+    with ``--include_imports``) or protobuf's own well-known types (``google/protobuf/*.proto``)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+
+    added.add(proto.name)
+    for dependency in proto.dependency:
+        if dependency in added:
+            continue
+        if dependency in others:
+            _add_file(pool, others[dependency], others, added)
+            continue
+        known = descriptor_pb2.FileDescriptorProto()
+        try:  # a well-known type: importing its module registers it in the default pool
+            if not (dependency.startswith("google/protobuf/") and dependency.endswith(".proto")):
+                raise ImportError(dependency)
+            __import__(dependency[: -len(".proto")].replace("/", ".") + "_pb2")
+            descriptor_pool.Default().FindFileByName(dependency).CopyToProto(known)
+        except Exception:
+            raise _MissingImport(f"{proto.name!r} imports {dependency!r}, which the descriptor does not include") from None
+        _add_file(pool, known, others, added)
+    pool.Add(proto)

@@ -54,7 +54,7 @@ class StationCache:
         send_notification: the broker asks for schema-failure notifications.
     """
 
-    def __init__(self, requester: Requester, registry: Registry) -> None:
+    def __init__(self, requester: Requester, registry: Registry[Any, Any]) -> None:
         self._requester = requester
         self._registry = registry
         self._lock = threading.Lock()

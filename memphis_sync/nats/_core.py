@@ -22,12 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import queue as queue_mod
 
     from ._nuid import Nuid
-    from .outbox import HeadersLike
+    from ._waiter import _Waiter
     from .protocol import Info, Parser
+    from .protocol.headers import HeadersLike
     from .reconnect import ReconnectPolicy
-    from .request import _Waiter
     from .servers import ServerAddress, TlsOptions
-    from .status import ConnectionStatus
+    from .states import ConnectionStatus
     from .subscription import MessageHandler, Subscription
     from .transport import Stream
 
@@ -141,6 +141,7 @@ class _ConnectionCore:
         # dial
         def _server_name(self) -> str: ...
         def _rotate(self) -> None: ...
+        def _next_server(self) -> str: ...
         def _attempt_next(self) -> None: ...
         def _absorb_info(self, info: Info, *, initial: bool = False) -> None: ...
 

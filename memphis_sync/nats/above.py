@@ -10,7 +10,7 @@ from typing import Callable, List, Optional, Tuple
 
 from .. import _defaults
 from ._core import _ConnectionCore
-from .outbox import HeadersLike
+from .protocol.headers import HeadersLike
 from .subscription import MessageHandler, Subscription
 
 __all__: List[str] = []

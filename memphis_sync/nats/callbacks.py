@@ -16,20 +16,13 @@ from __future__ import annotations
 import logging
 import queue as queue_mod
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from ._core import _ConnectionCore
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .connection import Connection
-
-__all__ = ["Callback", "ErrorCallback"]
+__all__: List[str] = []
 
 logger = logging.getLogger("memphis_sync.connection")  # the name users configure (kept from the flat layout)
-
-Callback = Callable[["Connection"], None]
-ErrorCallback = Callable[["Connection", BaseException], None]
-
 
 class _Callbacks(_ConnectionCore):
     """Queue connection callbacks for the events thread, which runs them one at a time."""

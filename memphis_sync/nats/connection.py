@@ -47,13 +47,14 @@ import itertools
 import logging
 import random
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from .. import _defaults
 from .._timeouts import deadline_after, describe
 from ..errors import ConnectionClosedError, FlushTimeout, MemphisConnectError
+from ._waiter import _Waiter
 from .above import _LayersAbove
-from .callbacks import Callback, ErrorCallback, _Callbacks
+from .callbacks import _Callbacks
 from .dial import _Dialer
 from .fork import _fork_generation, _ForkGuard, _live_connections
 from .interest import _Interest
@@ -63,21 +64,26 @@ from .protocol import Info, Msg
 from .protocol.encoder import _PUB_PREFIXES
 from .reader import _Reader
 from .reconnect import ReconnectPolicy
-from .request import _Replies, _Waiter
+from .request import _Replies
 from .servers import ServerAddress, TlsOptions, parse_servers
 from .shutdown import _flush_at_exit, _Shutdown
-from .status import (
+from .states import (
     CLOSED,
     CONNECTED,
     CONNECTING,
     RECONNECTING,
     TRANSITIONS,  # noqa: F401 (its documented path: memphis_sync.nats.connection.TRANSITIONS)
     ConnectionStatus,
-    _Status,
 )
+from .status import _Status
 from .subscription import MessageHandler, Subscription
 
 __all__ = ["Connection", "ConnectionStatus", "TlsOptions", "ServerAddress", "connect"]
+
+#: A connection callback: ``callback(conn)`` (run on the connection's events thread).
+Callback = Callable[["Connection"], None]
+#: The error callback: ``callback(conn, error)``.
+ErrorCallback = Callable[["Connection", BaseException], None]
 
 logger = logging.getLogger("memphis_sync.connection")  # the name users configure (kept from the flat layout)
 
@@ -131,7 +137,8 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
 
     Raises:
         LocalProtocolError: a bad option or server address (its type or value; see
-            :mod:`memphis_sync.nats.options`): nothing is dialled.
+            :mod:`memphis_sync.nats.options`; credentials are redacted): nothing is dialled.
+        MemphisConnectError: a bad TLS file, checked here before any server is dialed.
     """
 
     def __init__(
@@ -171,7 +178,7 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
         self.name = name
         self._token, self._user, self._password = token, user, password
         self._tls = tls
-        self._tls_context = None
+        self._tls_context = tls.build_context() if tls is not None else None  # bad files fail here, not after dialing
         self.connect_timeout = checked["connect_timeout"]
         self.reconnect_policy = reconnect or ReconnectPolicy()
         self.reconnect_buffer_size = reconnect_buffer_size

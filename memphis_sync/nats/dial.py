@@ -24,7 +24,7 @@ from ._core import _ConnectionCore
 from .handshake import await_pong, read_info
 from .protocol import PING, Info, Parser, encode_connect
 from .reconnect import build_retrying
-from .servers import ServerAddress, TlsOptions
+from .servers import ServerAddress, TlsOptions, redact_url
 from .transport import SocketStream, Stream, TlsStream, open_tcp
 
 __all__: List[str] = []
@@ -44,6 +44,11 @@ class _Dialer(_ConnectionCore):
 
     def _server_name(self) -> str:
         return self._current.url if self._current is not None else self._pool[0].url if self._pool else "the server"
+
+    def _next_server(self) -> str:
+        """The server the next attempt dials (credentials hidden), for the retry log."""
+        with self._state_lock:
+            return self._pool[0].redacted_url if self._pool else "no server (the pool is empty)"
 
     def _dial_first(self) -> None:
         """The first connect: each server of the pool once (or through the reconnect policy
@@ -72,7 +77,7 @@ class _Dialer(_ConnectionCore):
                 self._pool.append(self._pool.pop(0))
 
     def _retry_connect(self) -> None:
-        for attempt in build_retrying(self.reconnect_policy, self._closing):
+        for attempt in build_retrying(self.reconnect_policy, self._closing, what="connect", next_server=self._next_server):
             with attempt:
                 self._attempt_next()
 
@@ -108,7 +113,7 @@ class _Dialer(_ConnectionCore):
         stream: Stream = SocketStream(sock)
         try:
             parser = Parser()
-            info = read_info(stream, parser, deadline, self.connect_timeout)
+            info = read_info(stream, parser, deadline, self.connect_timeout, server.url)
             use_tls = server.tls or self._tls is not None or info.tls_required
             if use_tls:
                 if self._tls_context is None:
@@ -117,7 +122,7 @@ class _Dialer(_ConnectionCore):
                 stream = TlsStream(sock, self._tls_context, hostname, max(0.01, deadline - time.monotonic()), self._kick_flusher)
             if not stream.write(encode_connect(self._connect_options(server, info, use_tls)) + PING, deadline):
                 raise ConnectTimeout(f"connect to {server.url}: the server took no CONNECT within {self.connect_timeout} s")
-            await_pong(stream, parser, deadline, self.connect_timeout)
+            await_pong(stream, parser, deadline, self.connect_timeout, server.url)
         except BaseException:
             stream.close()
             raise
@@ -169,7 +174,7 @@ class _Dialer(_ConnectionCore):
                     try:
                         server = ServerAddress.parse(url, discovered=True)
                     except LocalProtocolError:
-                        logger.warning("ignoring bad connect_url %r from the server", url)
+                        logger.warning("ignoring bad connect_url %r from the server", redact_url(str(url)))
                         continue
                     if (server.host, server.port) not in known:
                         server.tls = use_tls

@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import TYPE_CHECKING, List
+from typing import List
 
 from ..errors import ForkedConnectionError
 from ._core import _ConnectionCore
-from .status import CLOSED
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .connection import Connection
+from .states import CLOSED
 
 # Bumped in every forked child; a connection compares it with the value it was created under.
 _fork_generation: List[int] = [0]
 # Live connections, so a forked child can switch their publish fast path off at once (and the
 # interpreter-exit hook can find them).
-_live_connections: "weakref.WeakSet[Connection]" = weakref.WeakSet()
+_live_connections: "weakref.WeakSet[_ForkGuard]" = weakref.WeakSet()
 
 
 def _bump_fork_generation() -> None:

@@ -18,7 +18,7 @@ from typing import List, Optional
 from ..errors import ConnectionClosedError, LocalProtocolError
 from ._core import _ConnectionCore
 from .protocol import check_int, encode_sub, encode_unsub
-from .status import CLOSED, CONNECTED, DRAINING
+from .states import CLOSED, CONNECTED, DRAINING
 from .subscription import MessageHandler, Subscription
 
 __all__: List[str] = []

@@ -63,7 +63,7 @@ def check_options(options: Dict[str, Any]) -> Dict[str, Any]:
     for what in ("no_echo", "randomize", "ignore_discovered_servers", "retry_on_failed_connect"):
         check_bool(options[what], what)
     if options["tls"] is not None and not isinstance(options["tls"], TlsOptions):
-        raise LocalProtocolError(f"tls must be a TlsOptions or None, got {type(options['tls']).__name__}")
+        raise LocalProtocolError(f"tls must be TlsOptions (a ready context: TlsOptions(context=...)), got {type(options['tls']).__name__}")
     if options["reconnect"] is not None and not isinstance(options["reconnect"], ReconnectPolicy):
         raise LocalProtocolError(f"reconnect must be a ReconnectPolicy or None, got {type(options['reconnect']).__name__}")
     for what, value in options.items():

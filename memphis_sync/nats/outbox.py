@@ -38,7 +38,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Optional
 
 from .. import _defaults
 from .._timeouts import describe, left
@@ -54,12 +54,12 @@ from ..errors import (
 from ._core import _ConnectionCore
 from .fork import _fork_generation
 from .protocol import PING, encode_hpub, encode_pub
-from .protocol.headers import Headers
-from .status import CLOSED, CONNECTED, DRAINING
+from .protocol.headers import HeadersLike
+from .states import CLOSED, CONNECTED, DRAINING
 from .transport import WRITE_DEADLINE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .request import _Waiter
+    from ._waiter import _Waiter
 
 __all__ = ["HeadersLike"]
 
@@ -68,7 +68,6 @@ logger = logging.getLogger("memphis_sync.connection")  # the name users configur
 _WRITE_HIGH_WATER = _defaults.WRITE_HIGH_WATER
 
 #: What every publish takes as headers.
-HeadersLike = Union[Headers, Mapping[str, str], None]
 
 
 class _Outbox(_ConnectionCore):
@@ -248,6 +247,10 @@ class _Outbox(_ConnectionCore):
                 # and every new frame kick us
                 kick.wait(max(0.0, next_ping - time.monotonic()))
                 kick.clear()
+                # the kick is spent: a flag left set (woken while disconnected, where nothing
+                # is written) would swallow every later kick and stall writes after a
+                # reconnect until the next liveness PING; `work` is re-read at the loop top
+                self._flush_kicked = False
             if closing.is_set():
                 break
             if work:

@@ -34,7 +34,7 @@ from ..errors import (
 from ._core import _ConnectionCore
 from .protocol import EOF, PONG, Err, Info, Msg, Ping, Pong, encode_sub, encode_unsub
 from .reconnect import build_retrying
-from .status import CLOSED, CONNECTED, RECONNECTING
+from .states import CLOSED, CONNECTED, RECONNECTING
 
 __all__: List[str] = []
 
@@ -149,7 +149,7 @@ class _Reader(_ConnectionCore):
             self._close_from_reader(self.last_error)
             return False
         try:
-            for attempt in build_retrying(self.reconnect_policy, self._closing):
+            for attempt in build_retrying(self.reconnect_policy, self._closing, what="reconnect", next_server=self._next_server):
                 with attempt:
                     self._reconnect_once()
         except BaseException as exc:

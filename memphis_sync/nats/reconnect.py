@@ -74,12 +74,35 @@ class ReconnectPolicy:
             object.__setattr__(self, name, check_wait(getattr(self, name), name))
 
 
-def build_retrying(policy: ReconnectPolicy, stop_event: Optional[threading.Event] = None) -> tenacity.Retrying:
+def _log_retry(what: str, next_server: Optional[Callable[[], str]]) -> Callable[[tenacity.RetryCallState], None]:
+    """The ``before_sleep`` hook: one WARNING per failed attempt naming the attempt, what
+    failed, the server tried next and the wait (tenacity's own says "Retrying <unknown>")."""
+
+    def log(state: tenacity.RetryCallState) -> None:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        target = next_server() if next_server is not None else "the server"
+        logger.warning("%s attempt %d failed: %s; next attempt to %s in %.2f s",
+                       what, state.attempt_number, error, target, wait)
+
+    return log
+
+
+def build_retrying(
+    policy: ReconnectPolicy,
+    stop_event: Optional[threading.Event] = None,
+    *,
+    what: str = "reconnect",
+    next_server: Optional[Callable[[], str]] = None,
+) -> tenacity.Retrying:
     """Build the ``tenacity.Retrying`` that drives one reconnect episode.
 
     Network failures and authorization failures are retried (the connection itself drops a
     server whose credentials are refused twice); anything else propagates at once. Sleeping
-    uses ``stop_event.wait`` so ``close()`` interrupts a reconnect wait immediately.
+    uses ``stop_event.wait`` so ``close()`` interrupts a reconnect wait immediately. Each failed
+    attempt is logged (``what`` names the episode: ``"connect"`` or ``"reconnect"``;
+    ``next_server`` gives the server tried next, credentials hidden).
     """
     if policy.max_attempts < 0:
         stop: tenacity.stop.stop_base = tenacity.stop_never
@@ -101,6 +124,6 @@ def build_retrying(policy: ReconnectPolicy, stop_event: Optional[threading.Event
         wait=wait,
         sleep=sleep,
         retry=tenacity.retry_if_exception(_retryable),
-        before_sleep=tenacity.before_sleep_log(logger, logging.WARNING),
+        before_sleep=_log_retry(what, next_server),
         reraise=True,
     )

@@ -16,44 +16,18 @@ removes its slot, so a late reply goes to nobody.
 from __future__ import annotations
 
 import itertools
-import threading
 from typing import List, Optional
 
-from .._timeouts import describe, left
+from .._timeouts import describe
 from ..errors import NoRespondersError, PayloadTooLargeError, RequestTimeout
 from ._core import _ConnectionCore
 from ._nuid import Nuid
-from .outbox import HeadersLike
+from ._waiter import _Waiter
 from .protocol import Msg, encode_headers
 from .protocol.encoder import _PUB_PREFIXES
+from .protocol.headers import HeadersLike
 
 __all__: List[str] = []
-
-
-class _Waiter:
-    """A one-shot slot the reader thread fills; waiting is a plain lock acquire (fast, interruptible)."""
-
-    __slots__ = ("_lock", "value", "error")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-        self.value: Optional[Msg] = None
-        self.error: Optional[BaseException] = None
-
-    def set(self, value: Optional[Msg], error: Optional[BaseException] = None) -> None:
-        self.value = value
-        self.error = error
-        try:
-            self._lock.release()
-        except RuntimeError:  # already set
-            pass
-
-    def wait(self, deadline: Optional[float]) -> bool:
-        """Wait until set or until ``deadline`` (``time.monotonic()``; None = no limit)."""
-        if deadline is None:
-            return self._lock.acquire()
-        return self._lock.acquire(timeout=left(deadline))
 
 
 class _Replies(_ConnectionCore):

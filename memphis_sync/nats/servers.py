@@ -6,6 +6,7 @@ with servers learned from INFO ``connect_urls``.
 
 from __future__ import annotations
 
+import re
 import ssl
 from typing import List, Optional, Sequence, Union
 from urllib.parse import unquote, urlsplit
@@ -14,8 +15,32 @@ import attrs
 
 from .. import _defaults
 from ..errors import LocalProtocolError
+from .tlsfiles import build_tls_context
 
-__all__ = ["TlsOptions", "ServerAddress", "parse_servers"]
+__all__ = ["TlsOptions", "ServerAddress", "parse_servers", "redact_url", "REDACTED"]
+
+#: What replaces a password or token wherever a URL is shown (errors, reprs, logs).
+REDACTED = "***"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def redact_url(text: str) -> str:
+    """``text`` (a server URL, well-formed or not) with the secret of its userinfo replaced.
+
+    ``nats://user:pass@host`` becomes ``nats://user:***@host`` and the token form
+    ``nats://TOKEN@host`` becomes ``nats://***@host``. Everything before the *last* ``@`` is
+    taken as userinfo (as ``urlsplit`` does), so a password holding ``@``, ``/`` or ``:`` is
+    hidden whole; text without ``@`` is returned as is. Use it for every URL that is shown.
+    """
+    match = _SCHEME.match(text)
+    head = match.end() if match else 0
+    at = text.rfind("@", head)
+    if at < 0:
+        return text
+    user, colon, _ = text[head:at].partition(":")
+    if colon and not any(c in user for c in "/?#"):
+        return f"{text[:head]}{user}:{REDACTED}{text[at:]}"
+    return f"{text[:head]}{REDACTED}{text[at:]}"
 
 
 @attrs.frozen(kw_only=True)
@@ -39,19 +64,20 @@ class TlsOptions:
     context: Optional[ssl.SSLContext] = None
 
     def build_context(self) -> ssl.SSLContext:
-        """Return the ``SSLContext`` these options describe."""
+        """Return the ``SSLContext`` these options describe, after checking every file.
+
+        Raises:
+            MemphisConnectError: a file is missing, unreadable, not PEM, or holds the wrong
+                thing (a key that does not match the certificate, a CA given as the client
+                certificate, a client certificate given as the CA...); the message names the
+                option and the path.
+        """
         if self.context is not None:
             return self.context
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file or None)
-        if not self.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if self.cert_file:
-            ctx.load_cert_chain(self.cert_file, self.key_file or None)
-        return ctx
+        return build_tls_context(self.ca_file, self.cert_file, self.key_file, self.verify)
 
 
-@attrs.define
+@attrs.define(repr=False)
 class ServerAddress:
     """One server of the pool."""
 
@@ -68,22 +94,35 @@ class ServerAddress:
     @classmethod
     def parse(cls, text: str, *, discovered: bool = False, default_port: int = _defaults.NATS_PORT) -> "ServerAddress":
         """Parse ``nats://[user:pass@]host:port``, ``tls://...``, ``host:port`` or ``host``."""
+        if not isinstance(text, str):
+            raise LocalProtocolError(f"a server address must be a str, got {type(text).__name__}")
         raw = text.strip()
         if not raw:
             raise LocalProtocolError("empty server address")
         if "://" not in raw:
             raw = "nats://" + raw
-        parts = urlsplit(raw)
+        shown = redact_url(text.strip())
+        # urlsplit's own errors quote pieces of the URL (a password holding "/" ends up in the
+        # "port"): they are replaced by ours, raised outside the except so nothing chains them
+        try:
+            parts = urlsplit(raw)
+        except ValueError:
+            parts = None
+        if parts is None:
+            raise LocalProtocolError(f"malformed server address {shown!r}")
         scheme = parts.scheme.lower()
         if scheme not in ("nats", "tls"):
-            raise LocalProtocolError(f"unsupported server URL scheme {parts.scheme!r} in {text!r}")
+            raise LocalProtocolError(f"unsupported server URL scheme {parts.scheme!r} in {shown!r}")
+        port: Optional[int] = None
         try:
             port = parts.port or default_port
-        except ValueError as exc:
-            raise LocalProtocolError(f"bad port in server address {text!r}") from exc
+        except ValueError:
+            pass
+        if port is None:
+            raise LocalProtocolError(f"bad port in server address {shown!r}")
         host = parts.hostname
         if not host:
-            raise LocalProtocolError(f"no host in server address {text!r}")
+            raise LocalProtocolError(f"no host in server address {shown!r}")
         user = password = token = None
         if parts.username is not None:
             if parts.password is not None:
@@ -92,10 +131,24 @@ class ServerAddress:
                 token = unquote(parts.username)
         return cls(host=host, port=port, tls=scheme == "tls", discovered=discovered, user=user, password=password, token=token)
 
+    def __repr__(self) -> str:
+        return f"ServerAddress({self.redacted_url!r}, discovered={self.discovered})"
+
     @property
     def url(self) -> str:
+        """``scheme://host:port``, without credentials (safe to show)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'tls' if self.tls else 'nats'}://{host}:{self.port}"
+
+    @property
+    def redacted_url(self) -> str:
+        """:attr:`url` with the user and a redacted password or token, if any."""
+        scheme, rest = self.url.split("://", 1)
+        if self.token is not None:
+            return f"{scheme}://{REDACTED}@{rest}"
+        if self.user is not None:
+            return f"{scheme}://{self.user}:{REDACTED}@{rest}"
+        return self.url
 
 
 def parse_servers(servers: Union[str, Sequence[str]]) -> List[ServerAddress]:

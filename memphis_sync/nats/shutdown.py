@@ -31,7 +31,7 @@ from .._timeouts import describe, left
 from ..errors import ConnectionClosedError, DrainTimeout, ForkedConnectionError, MemphisError, UnconfirmedPublishWarning
 from ._core import _ConnectionCore
 from .fork import _fork_generation, _live_connections
-from .status import CLOSED, CONNECTED, DRAINING
+from .states import CLOSED, CONNECTED, DRAINING
 
 __all__: List[str] = []
 
@@ -49,6 +49,8 @@ def _flush_at_exit(timeout: float) -> None:
     """
     deadline = time.monotonic() + timeout
     for conn in list(_live_connections):
+        if not isinstance(conn, _Shutdown):  # every live connection is one (the set is typed by the fork mixin)
+            continue
         if conn._status is CLOSED or conn._fork_gen != _fork_generation[0] or conn._pid != os.getpid():
             continue
         try:

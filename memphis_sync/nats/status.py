@@ -1,8 +1,6 @@
-"""Where a connection is in its life: :class:`ConnectionStatus` and the table of allowed changes.
-
-:meth:`_Status._set_status` is the one place the status changes (under ``_state_lock``), and it
-refuses any change that :data:`TRANSITIONS` does not list (h11 style); ``docs/protocol.rst``
-draws the table. Readers may read it without the lock (one attribute read).
+"""The one place a connection's status changes: :meth:`_Status._set_status` (under
+``_state_lock``), which refuses any change that :data:`~memphis_sync.nats.states.TRANSITIONS`
+does not list (h11 style); ``docs/protocol.rst`` draws the table. Readers may read it without the lock (one attribute read).
 
 :class:`_Status` (a mixin of :class:`~memphis_sync.nats.connection.Connection`) owns ``_status``
 and ``_fast``, the publish fast-path flag that is True exactly while CONNECTED in the process
@@ -12,41 +10,15 @@ that made the connection (the fork hook and ``_shutdown`` switch it off directly
 from __future__ import annotations
 
 import logging
-from enum import Enum
-from typing import Dict, Set
+from typing import List
 
 from ..errors import ConnectionClosedError, ForkedConnectionError
 from ._core import _ConnectionCore
+from .states import CLOSED, CONNECTED, CONNECTING, TRANSITIONS, ConnectionStatus
 
-__all__ = ["ConnectionStatus", "TRANSITIONS"]
+__all__: List[str] = []
 
 logger = logging.getLogger("memphis_sync.connection")  # the name users configure (kept from the flat layout)
-
-
-class ConnectionStatus(Enum):
-    """Where a :class:`Connection` is in its life."""
-
-    CONNECTING = "CONNECTING"
-    CONNECTED = "CONNECTED"
-    RECONNECTING = "RECONNECTING"
-    DRAINING = "DRAINING"
-    CLOSED = "CLOSED"
-
-
-CONNECTING = ConnectionStatus.CONNECTING
-CONNECTED = ConnectionStatus.CONNECTED
-RECONNECTING = ConnectionStatus.RECONNECTING
-DRAINING = ConnectionStatus.DRAINING
-CLOSED = ConnectionStatus.CLOSED
-
-#: Allowed status transitions; ``_set_status`` refuses anything else.
-TRANSITIONS: Dict[ConnectionStatus, Set[ConnectionStatus]] = {
-    CONNECTING: {CONNECTED, CLOSED},
-    CONNECTED: {RECONNECTING, DRAINING, CLOSED},
-    RECONNECTING: {CONNECTED, DRAINING, CLOSED},
-    DRAINING: {CLOSED, RECONNECTING, CONNECTED},
-    CLOSED: set(),
-}
 
 
 class _Status(_ConnectionCore):

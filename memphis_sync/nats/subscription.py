@@ -103,7 +103,6 @@ class Subscription:
         self._slow = False
         self.max_msgs = 0  # 0 = no auto-unsubscribe
         self._closed = False
-        self._stop_error: Optional[BaseException] = None
         self._worker: Optional[threading.Thread] = None
         if callback is not None:
             self._worker = threading.Thread(
@@ -139,7 +138,6 @@ class Subscription:
         if self._closed:
             return
         self._closed = True
-        self._stop_error = error
         self._queue.put(_Stop(error))
 
     # -- consuming -------------------------------------------------------------------------

@@ -429,7 +429,7 @@ def test_station_destroy_removes_durables(conn: Connection, js: JetStream) -> No
 def test_second_instance_shares_the_queue_groups(conn: Connection, memphis_broker: LocalBroker) -> None:
     from memphis_sync.broker.control_plane import ControlPlane
 
-    with ControlPlane(memphis_broker.url, token=memphis_broker.connection_token, users=["root"]) as second:
+    with ControlPlane(memphis_broker.url, **memphis_broker.control_plane_kwargs()) as second:
         names = [unique() for _ in range(20)]
         for name in names:
             create_station(conn, name)

@@ -106,6 +106,9 @@ def test_restart_keeps_stations_messages_and_positions(memphis_broker_function: 
 def test_control_plane_survives_a_nats_server_restart(memphis_broker_function: LocalBroker) -> None:
     broker = memphis_broker_function
     broker.nats_server.restart()
+    # in token mode connects are checked by the control plane (auth callout): wait for it to be back
+    wait_until(lambda: broker.control_plane.connection.is_connected(), 10, "control plane reconnected")
+    broker.control_plane.connection.flush()  # its SUBs are in place
     conn = connect(broker.url, token="memphis", name="t::root")
     try:
         deadline = time.monotonic() + 10

@@ -81,7 +81,7 @@ async def _full_flow(kwargs: Dict[str, Any], station: str, broker: LocalBroker) 
         (cons,) = control.consumers(station)
         assert (cons["name"], cons["consumers_group"], cons["max_msg_deliveries"]) == ("cons-1", "group.a", 2)
 
-        conn = connect(broker.url, **({"token": broker.connection_token} if broker.connection_token else
+        conn = connect(broker.url, name="t::root", **({"token": broker.connection_token} if broker.connection_token else
                                       {"user": f"{broker.username}$1", "password": broker.password}))
         try:
             js = JetStream(conn)
@@ -162,7 +162,7 @@ def test_memphis_py_poison_message_reaches_the_dls(memphis_broker: LocalBroker) 
             # nats-server emits the MAX_DELIVERIES advisory when a pull request meets the exhausted
             # message (as the SDK's consume() loop does); pull once, briefly, with our own client
             # instead of waiting out the SDK's 5 s fetch.
-            conn = connect(memphis_broker.url, token=memphis_broker.connection_token)
+            conn = connect(memphis_broker.url, token=memphis_broker.connection_token, name="t::root")
             try:
                 await asyncio.sleep(0.25)
                 sub = JetStream(conn).pull_subscribe("sdk-poison$1", "c")

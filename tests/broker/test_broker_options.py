@@ -23,7 +23,7 @@ def test_cluster_of_three_with_r3_stations_and_two_control_planes(memphis_broker
     conn = connect(broker.urls[2], token="memphis", name="t::root")
     try:
         js = JetStream(conn)
-        with ControlPlane(broker.urls[1], token="memphis", users=["root"]) as second:
+        with ControlPlane(broker.urls[1], **broker.control_plane_kwargs()) as second:
             for i in range(6):  # the queue groups spread these over both instances
                 assert ask(conn, "$memphis_station_creations", {
                     "name": f"r3.{i}", "replicas": 3, "partitions_number": 2, "username": "root"}) == ""
@@ -41,7 +41,7 @@ def test_cluster_of_three_with_r3_stations_and_two_control_planes(memphis_broker
 def test_tls_broker(memphis_broker_factory: Callable[..., LocalBroker], tls_certs) -> None:
     broker = memphis_broker_factory(tls=tls_certs.server_tls(verify=False))
     assert broker.url.startswith("tls://127.0.0.1:")
-    conn = connect(broker.url, token="memphis", tls=TlsOptions(ca_file=str(tls_certs.ca_pem)))
+    conn = connect(broker.url, token="memphis", name="t::root", tls=TlsOptions(ca_file=str(tls_certs.ca_pem)))
     try:
         assert ask(conn, "$memphis_station_creations", {"name": "over-tls", "partitions_number": 1, "username": "root"}) == ""
     finally:
@@ -50,7 +50,7 @@ def test_tls_broker(memphis_broker_factory: Callable[..., LocalBroker], tls_cert
 
 def test_mutual_tls_broker(memphis_broker_factory: Callable[..., LocalBroker], tls_certs) -> None:
     broker = memphis_broker_factory(tls=tls_certs.server_tls(verify=True))
-    conn = connect(broker.url, token="memphis", tls=TlsOptions(
+    conn = connect(broker.url, token="memphis", name="t::root", tls=TlsOptions(
         ca_file=str(tls_certs.ca_pem), cert_file=str(tls_certs.client_cert), key_file=str(tls_certs.client_key)))
     try:
         assert ask(conn, "$memphis_station_creations", {"name": "over-mtls", "partitions_number": 1, "username": "root"}) == ""

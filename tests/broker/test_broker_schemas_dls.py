@@ -241,7 +241,7 @@ def test_poison_advisories_wait_in_a_stream_while_no_control_plane_runs(memphis_
         assert sub.fetch(1, timeout=0.3) == []  # meets the exhausted message: advisory
         sub.unsubscribe()
         assert wait_for(lambda: js.stream_info("$memphis_dls_unacked").state.messages == 1)
-        with ControlPlane(broker.url, token="memphis", users=["root"]) as control_plane:
+        with ControlPlane(broker.url, **broker.control_plane_kwargs()) as control_plane:
             (record,) = wait_for(lambda: control_plane.dls_messages("offline"))
             assert (record["message_seq"], record["poisoned_cgs"]) == (seq, ["c"])
             assert wait_for(lambda: js.stream_info("$memphis_dls_unacked").state.messages == 0)  # acked

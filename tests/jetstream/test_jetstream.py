@@ -69,6 +69,18 @@ def test_stream_lifecycle_and_config_roundtrip(js):
         js.delete_stream("ORDERS")
 
 
+def test_consumer_names(js):
+    _stream(js)
+    assert js.consumer_names("ORDERS") == []
+    for name in ("b-workers", "a-workers"):
+        js.add_consumer("ORDERS", ConsumerConfig(durable_name=name))
+    assert sorted(js.consumer_names("ORDERS")) == ["a-workers", "b-workers"]
+    with pytest.raises(StreamNotFoundError):
+        js.consumer_names("NOPE")
+    with pytest.raises(LocalProtocolError):
+        js.consumer_names("a b")
+
+
 @pytest.mark.parametrize("bad", ["", "a.b", "a b", "a*", "a>", "a/b", "a\r\nPUB x 0"])
 def test_bad_names_are_refused_locally(js, bad):
     with pytest.raises(LocalProtocolError):

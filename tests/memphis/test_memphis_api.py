@@ -95,6 +95,45 @@ def test_connect_options_are_honoured(nats_server):
         m.close()  # idempotent
 
 
+def test_connect_positional_order_is_the_sdks(nats_server, fake_plane):
+    import inspect
+
+    from memphis.memphis import Memphis as SdkMemphis  # the official SDK, installed by the test extra
+
+    ours = list(inspect.signature(memphis_sync.connect).parameters)
+    method = list(inspect.signature(memphis_sync.Memphis.connect).parameters)[1:]
+    sdk = list(inspect.signature(SdkMemphis.connect).parameters)[1:]
+    assert ours[: len(sdk)] == sdk and method[: len(sdk)] == sdk
+    # code moved from the SDK by deleting "await": host, username, account_id, connection_token, ...
+    with memphis_sync.connect(nats_server.host, "root", 1, "memphis", "", nats_server.port) as m:
+        assert m.is_connected() and m.account_id == 1
+
+
+def test_connect_from_a_url(nats_server, fake_plane):
+    where = f"{nats_server.host}:{nats_server.port}"
+    with memphis_sync.from_url(f"memphis://root:memphis@{where}?timeout_ms=1500") as m:
+        assert m.is_connected() and (m.username, m.port) == ("root", nats_server.port)
+        assert m.connection.connect_timeout == 1.5
+    with memphis_sync.connect(url=f"memphis://root@{where}", connection_token="memphis") as m:  # the token kept out of the URL
+        assert m.is_connected()
+    with memphis_sync.connect(url=f"memphis://root:memphis@{where}", port=nats_server.port) as m:  # the same value: fine
+        assert m.is_connected()
+
+
+@pytest.mark.parametrize("kwargs, text", [
+    ({"url": "memphis://root:S3CRET@h:1", "port": 2}, "port is given twice: 2 and in the URL 'memphis://root:\\*\\*\\*@h:1'"),
+    ({"url": "memphis://root:S3CRET@h:1", "connection_token": "other"}, "connection_token is given twice: \\*\\*\\*"),
+    ({"url": "memphis://root:S3CRET@h:1", "password": "pw"}, "together"),
+    ({"url": "memphis://root:S3CRET@h:notaport"}, "bad port"),
+    ({}, "connect\\(\\) needs host and username"),
+    ({"host": "h"}, "connect\\(\\) needs username"),
+])
+def test_connect_url_errors(kwargs, text):
+    with pytest.raises(MemphisValueError, match=text) as bad:
+        memphis_sync.connect(**kwargs)
+    assert "S3CRET" not in str(bad.value)
+
+
 def test_connect_unreachable(unused_port):
     with pytest.raises(MemphisConnectError, match="could not connect to Memphis"):
         memphis_sync.connect("127.0.0.1", "root", connection_token="t", port=unused_port, timeout_ms=500)

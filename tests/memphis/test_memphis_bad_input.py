@@ -48,6 +48,8 @@ HEADER_VALUE_CHARS = ["\r", "\n", "\0", "\ud800"]
 BAD_NAMES: List[Any] = [*WRONG_TYPES, "", *placed(NAME_CHARS), "a" * 129, ".ab", "ab-", "_ab"]
 BAD_BOOLS: List[Any] = [1, 0, "yes", None, 1.0]
 BAD_TIMEOUTS: List[Any] = [float("nan"), -1, float("-inf"), "1", True]
+#: What ``memphis_sync.connect`` documents: its own Raises: and those of ``Memphis.connect``.
+CONNECT = (memphis_sync.connect, Memphis.connect)
 
 
 class Env:
@@ -97,28 +99,28 @@ def check(env: Env, caplog: pytest.LogCaptureFixture, call: Callable[[Env], Any]
 def _cases() -> List[Tuple[str, Callable[[Env], Any], Any, type]]:
     cases: List[Tuple[str, Callable[[Env], Any], Any, type]] = []
 
-    def add(name: str, values: List[Any], call: Callable[[Env, Any], Any], documented: Any, expected: type = MemphisValueError) -> None:
+    def add(name: str, values: List[Any], call: Callable[[Env, Any], Any], documented: Any, expected: Any = MemphisValueError) -> None:
         for value in values:
             cases.append((f"{name}={case_id(value)}", lambda e, v=value: call(e, v), documented, expected))
 
     def connect(e: Env, **options: Any) -> Any:
         return memphis_sync.connect(**{**e.kwargs, **options})
 
-    add("connect.host", [None, 5, b"h", ""], lambda e, v: connect(e, host=v), Memphis.connect, MemphisConnectError)
-    add("connect.username", [None, 5, b"u", ""], lambda e, v: connect(e, username=v), Memphis.connect, MemphisConnectError)
-    add("connect.password", [12345, b"pw", ["pw"], None], lambda e, v: connect(e, password=v), Memphis.connect)
-    add("connect.connection_token", [12345, b"t", None], lambda e, v: connect(e, password="", connection_token=v), Memphis.connect)
-    add("connect.token+password", ["tok"], lambda e, v: connect(e, connection_token=v), Memphis.connect, MemphisConnectError)
-    add("connect.account_id", [-1, *BAD_NUMBERS], lambda e, v: connect(e, account_id=v), Memphis.connect)
-    add("connect.port", [0, 65536, "6666", True, 1.5, None], lambda e, v: connect(e, port=v), Memphis.connect)
-    add("connect.reconnect", BAD_BOOLS, lambda e, v: connect(e, reconnect=v), Memphis.connect)
-    add("connect.max_reconnect", [-2, 1.5, "3", None, 2**64], lambda e, v: connect(e, max_reconnect=v), Memphis.connect)
-    add("connect.reconnect_interval_ms", [float("nan"), -1, "1", None, True], lambda e, v: connect(e, reconnect_interval_ms=v), Memphis.connect)
-    add("connect.timeout_ms", [0, float("nan"), -1, "1", None], lambda e, v: connect(e, timeout_ms=v), Memphis.connect)
-    add("connect.max_pending_acks", [0, "1", 1.5, None], lambda e, v: connect(e, max_pending_acks=v), Memphis.connect)
-    add("connect.max_block_ms", [float("nan"), -1, "1"], lambda e, v: connect(e, max_block_ms=v), Memphis.connect)
-    add("connect.ping_interval_ms", [0, float("nan"), float("inf"), "1", None], lambda e, v: connect(e, ping_interval_ms=v), Memphis.connect)
-    add("connect.max_pings_outstanding", [0, "1", None], lambda e, v: connect(e, max_pings_outstanding=v), Memphis.connect)
+    add("connect.host", [None, 5, b"h", "", "h:1", "tok@h"], lambda e, v: connect(e, host=v), CONNECT, (MemphisConnectError, MemphisValueError))
+    add("connect.username", [None, 5, b"u", ""], lambda e, v: connect(e, username=v), CONNECT, (MemphisConnectError, MemphisValueError))
+    add("connect.password", [12345, b"pw", ["pw"], None], lambda e, v: connect(e, password=v), CONNECT)
+    add("connect.connection_token", [12345, b"t", None], lambda e, v: connect(e, password="", connection_token=v), CONNECT)
+    add("connect.token+password", ["tok"], lambda e, v: connect(e, connection_token=v), CONNECT, MemphisConnectError)
+    add("connect.account_id", [-1, *BAD_NUMBERS], lambda e, v: connect(e, account_id=v), CONNECT)
+    add("connect.port", [0, 65536, "6666", True, 1.5, None], lambda e, v: connect(e, port=v), CONNECT)
+    add("connect.reconnect", BAD_BOOLS, lambda e, v: connect(e, reconnect=v), CONNECT)
+    add("connect.max_reconnect", [-2, 1.5, "3", None, 2**64], lambda e, v: connect(e, max_reconnect=v), CONNECT)
+    add("connect.reconnect_interval_ms", [float("nan"), -1, "1", None, True], lambda e, v: connect(e, reconnect_interval_ms=v), CONNECT)
+    add("connect.timeout_ms", [0, float("nan"), -1, "1", None], lambda e, v: connect(e, timeout_ms=v), CONNECT)
+    add("connect.max_pending_acks", [0, "1", 1.5, None], lambda e, v: connect(e, max_pending_acks=v), CONNECT)
+    add("connect.max_block_ms", [float("nan"), -1, "1"], lambda e, v: connect(e, max_block_ms=v), CONNECT)
+    add("connect.ping_interval_ms", [0, float("nan"), float("inf"), "1", None], lambda e, v: connect(e, ping_interval_ms=v), CONNECT)
+    add("connect.max_pings_outstanding", [0, "1", None], lambda e, v: connect(e, max_pings_outstanding=v), CONNECT)
     add("station.name", BAD_NAMES, lambda e, v: e.memphis.station(v), Memphis.station)
     add("station.retention_type", ["x", 5, None], lambda e, v: e.memphis.station("badin", retention_type=v), Memphis.station)
     add("station.storage_type", ["x", 5, None], lambda e, v: e.memphis.station("badin", storage_type=v), Memphis.station)
@@ -248,7 +250,7 @@ def test_misuse_destroy_close_and_ack_twice(env: Env, caplog: pytest.LogCaptureF
             (lambda: other.consumer("badin", "c"), Memphis.consumer),
             (lambda: other.fetch_messages("badin", "c"), Memphis.fetch_messages),
             (lambda: other.send_notification("t", "m", "f", "t"), Memphis.send_notification),
-            (lambda: other.connect(**env.kwargs), Memphis.connect),
+            (lambda: other.connect(**env.kwargs), CONNECT),
         ]:
             with pytest.raises(MemphisError) as info:
                 call()

@@ -238,3 +238,13 @@ def test_connect_host_with_port_is_refused():
         memphis_sync.connect("localhost:6666", "root", connection_token="t")
     with pytest.raises(MemphisConnectError, match="pass port= instead"):
         memphis_sync.connect("http://localhost:6666", "root", connection_token="t")
+
+
+def test_one_memphis_prefix_also_when_an_error_quotes_another():
+    from memphis_sync.errors import MemphisConnectError, NetworkError
+
+    inner = NetworkError("connect to localhost:1: [Errno 111] Connection refused")
+    outer = MemphisConnectError(f"could not connect to Memphis at nats://localhost:1 as 'root': {inner}")
+    assert str(outer) == ("memphis: could not connect to Memphis at nats://localhost:1 as 'root': "
+                          "connect to localhost:1: [Errno 111] Connection refused")
+    assert str(MemphisConnectError("memphis: already prefixed")) == "memphis: already prefixed"

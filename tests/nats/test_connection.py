@@ -313,6 +313,23 @@ def test_gives_up_after_max_reconnect_and_closes(nats_server):
     c.close()
 
 
+def test_reconnect_logs_name_the_attempt_the_server_and_the_wait(nats_server_factory, caplog):
+    server = nats_server_factory(token="S3CRET")
+    closed = threading.Event()
+    caplog.set_level("WARNING", logger="memphis_sync.connection")
+    c = connect(f"nats://S3CRET@127.0.0.1:{server.port}", reconnect=ReconnectPolicy(wait=0.05, jitter=0, max_attempts=3),
+                on_closed=lambda conn: closed.set())
+    server.stop()
+    assert closed.wait(10)
+    lines = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage()]
+    assert len(lines) == 2, lines  # attempts 1 and 2 are followed by a wait; the 3rd ends it
+    assert lines[0].startswith("reconnect attempt 1 failed: ")
+    assert f"; next attempt to nats://***@127.0.0.1:{server.port} in 0.05 s" in lines[0]
+    assert lines[1].startswith("reconnect attempt 2 failed: ")
+    assert not any("Retrying" in r.getMessage() or "S3CRET" in r.getMessage() for r in caplog.records)
+    c.close()
+
+
 def test_reconnect_disabled_closes_on_disconnect(nats_server):
     c = connect(nats_server.url, reconnect=ReconnectPolicy(enabled=False))
     sub = c.subscribe("x")

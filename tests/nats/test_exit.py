@@ -39,7 +39,7 @@ def test_nonblocking_produces_are_confirmed_at_exit(memphis_broker):
     assert result.returncode == 0, result.stderr
     assert "produced" in result.stdout
     assert "UnconfirmedPublishWarning" not in result.stderr, result.stderr
-    conn = connect(memphis_broker.url, token=memphis_broker.connection_token)
+    conn = connect(memphis_broker.url, token=memphis_broker.connection_token, name="t::root")
     try:
         assert JetStream(conn).stream_info("exit-flush$1").state.messages == 5000
     finally:

@@ -144,7 +144,7 @@ def test_gunicorn_preload_workers_use_the_lazy_recipe(memphis_broker, tmp_path):
             proc.kill()
             out = proc.communicate()[0]
     assert b"Traceback" not in out, out.decode(errors="replace")[-3000:]
-    conn = connect(memphis_broker.url, token=memphis_broker.connection_token)
+    conn = connect(memphis_broker.url, token=memphis_broker.connection_token, name="t::root")
     try:
         assert JetStream(conn).stream_info(f"{station}$1").state.messages == 41  # 40 + the probe
     finally:

@@ -623,3 +623,14 @@ def test_property_arbitrary_bytes_only_raise_remote_protocol_error(data: bytes, 
     except RemoteProtocolError:
         with pytest.raises(RemoteProtocolError):
             parser.feed(b"PING\r\n")
+
+
+def test_next_event_raises_the_error_itself_first_then_says_unusable() -> None:
+    parser = Parser()
+    parser.receive_data(b"PING\r\nHTTP/1.1 400 Bad Request\r\n")
+    assert isinstance(parser.next_event(), Ping)
+    with pytest.raises(RemoteProtocolError) as first:
+        parser.next_event()
+    assert str(first.value) == "memphis: unknown protocol operation: b'HTTP/1.1 400 Bad Request'"
+    with pytest.raises(RemoteProtocolError, match="parser unusable after an earlier error: unknown protocol operation"):
+        parser.next_event()

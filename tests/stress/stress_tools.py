@@ -198,7 +198,7 @@ def stored_messages(broker: Any, streams: Sequence[str], timeout: float = 20.0) 
     Returns the messages and, per stream, the count the stream reports (``state.messages``),
     so a caller can check both agree. Uses its own connection and ephemeral consumers.
     """
-    conn = nats_connect(broker.url, token=broker.connection_token or None, name="stress-reader")
+    conn = nats_connect(broker.url, token=broker.connection_token or None, name="stress-reader::root")
     out: List[StoredMessage] = []
     counts: Dict[str, int] = {}
     try:

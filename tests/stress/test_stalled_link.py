@@ -933,7 +933,7 @@ def test_memphis_produce_bounded_while_stalled_and_acked_messages_stored_exactly
     stream = _station_stream(memphis, name)
     call, _ = h.timed("memphis close", memphis.close, MEMPHIS_CLOSE_BOUND)
     assert not call.over(), f"{call}\n{h.summary()}"
-    stored = _stored_msg_ids(broker.url, stream, token=broker.connection_token)
+    stored = _stored_msg_ids(broker.url, stream, token=broker.connection_token, name="audit::root")
     _assert_exactly_once(stored, ledger, acked_before, h.summary())
 
 

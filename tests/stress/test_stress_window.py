@@ -78,7 +78,7 @@ def test_nonblocking_produce_through_a_small_window(
                 return producer.produce(data, nonblocking=True, ack_wait_sec=ACK_WAIT)  # type: ignore[return-value]
 
         else:
-            conn = nats_connect(memphis_broker.url, token=memphis_broker.connection_token, name="stress-window")
+            conn = nats_connect(memphis_broker.url, token=memphis_broker.connection_token, name="stress-window::root")
             js = JetStream(conn, max_pending=window)
 
             def send(data: bytes) -> "Future[PubAck]":

@@ -347,13 +347,18 @@ def list_dls_remote(
     token: Optional[str] = None,
     user: Optional[str] = None,
     password: Optional[str] = None,
+    username: str = "root",
 ) -> List[Dict[str, Any]]:
     """Read the dead-letter records of ``station`` from a running broker's metadata.
+
+    Args:
+        username: The Memphis user the connection is named after (``memphis-sync-dls-cli::<username>``),
+            which a token-mode broker checks at connect.
 
     Raises:
         MemphisError: the broker could not be reached or read.
     """
-    conn = Connection(servers, name="memphis-sync-dls-cli", token=token, user=user, password=password)
+    conn = Connection(servers, name=f"memphis-sync-dls-cli::{username}", token=token, user=user, password=password)
     conn.connect()
     try:
         return _records(MetadataStore(JetStream(conn)), station)

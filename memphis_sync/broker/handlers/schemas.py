@@ -7,27 +7,24 @@ as on the broker, later versions created through ``$memphis_schema_creations`` a
 ``$memphis_schema_updates_<internal station>`` (§10.2).
 
 Content checks use the libraries the py SDK itself uses when they are installed (``jsonschema``,
-``fastavro``, ``graphql-core``); without them only the JSON syntax is checked. Protobuf
-descriptors (``descriptor``, a base64 ``FileDescriptorSet``) are produced with ``protoc`` as the
-broker does, when it is on ``PATH``; otherwise the descriptor is empty and the message struct name
-is read from the first ``message`` declaration.
+``fastavro``, ``graphql-core``); without them only the JSON syntax is checked. A protobuf schema is
+compiled to its descriptor (``descriptor``, a base64 ``FileDescriptorSet``) as the broker does
+(:mod:`.protoc`: ``grpcio-tools``, the ``broker-protobuf`` extra, or ``protoc`` on ``PATH``); with
+no compiler installed it is refused, never stored with an empty descriptor.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
+import logging
 import re
-import shutil
-import subprocess
-import tempfile
 import time
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from memphis_sync import _defaults
 from memphis_sync.broker import rules
 from memphis_sync.broker.context import BrokerContext
+from memphis_sync.broker.handlers import protoc
 
 __all__ = ["Schemaverse", "SCHEMA_SERVICES", "schema_update_init", "validate_schema_content"]
 
@@ -38,6 +35,7 @@ SCHEMA_SERVICES: Dict[str, Tuple[str, str, str]] = {
     "$memphis_schema_detachments": ("memphis_schema_detachments_listeners_group", "detach_schema", "text"),
 }
 SCHEMA_TYPES = _defaults.MEMPHIS_SCHEMA_TYPES
+logger = logging.getLogger(__name__)
 _MESSAGE_RE = re.compile(r"\bmessage\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
 
 
@@ -86,37 +84,36 @@ def _check_graphql(content: str) -> None:
         raise _Invalid(str(exc)) from None
 
 
-def _protobuf(content: str) -> Tuple[str, str]:
-    """Return ``(message_struct_name, base64 descriptor or "")`` of a .proto text."""
-    match = _MESSAGE_RE.search(content)
-    if match is None or content.count("{") != content.count("}"):
+def _protobuf(name: str, content: str) -> Tuple[str, str]:
+    """Return ``(message_struct_name, base64 descriptor)`` of a .proto text (:mod:`.protoc`)."""
+    if _MESSAGE_RE.search(content) is None or content.count("{") != content.count("}"):
         raise _Invalid("your Proto file is invalid: no message definition found")
-    protoc = shutil.which("protoc")
-    if protoc is None:
-        return match.group(1), ""
-    with tempfile.TemporaryDirectory(prefix="memphis-sync-proto-") as tmp:
-        source, out = os.path.join(tmp, "schema.proto"), os.path.join(tmp, "schema.desc")
-        with open(source, "w", encoding="utf-8") as fh:
-            fh.write(content)
-        result = subprocess.run([protoc, f"--proto_path={tmp}", f"--descriptor_set_out={out}", source],
-                                capture_output=True, text=True, timeout=30)
-        if result.returncode != 0:
-            raise _Invalid(f"your Proto file is invalid: {result.stderr.strip()}")
-        with open(out, "rb") as fh:
-            return match.group(1), base64.b64encode(fh.read()).decode()
+    try:
+        return protoc.compile_proto(name, content)
+    except protoc.NoProtobufCompiler as exc:
+        logger.warning("protobuf schema %s refused: %s", name, exc)
+        raise _Invalid(str(exc)) from None
+    except protoc.ProtoCompileError as exc:
+        raise _Invalid(f"your Proto file is invalid: {exc}") from None
 
 
-def validate_schema_content(content: str, schema_type: str) -> Tuple[str, str]:
+def validate_schema_content(content: str, schema_type: str, name: str = "schema") -> Tuple[str, str]:
     """Check a schema; return ``(message_struct_name, descriptor)`` (empty unless protobuf).
 
+    Args:
+        content: the schema text.
+        schema_type: one of :data:`SCHEMA_TYPES`.
+        name: the schema's (validated) name; a protobuf file is compiled as ``<name>_1.proto``.
+
     Raises:
-        ValueError: with the broker's error text.
+        ValueError: with the broker's error text; for a protobuf schema when no compiler is
+            installed, :data:`.protoc.NO_COMPILER_TEXT`.
     """
     try:
         if not content:
             raise _Invalid("your schema content is invalid")
         if schema_type == "protobuf":
-            return _protobuf(content)
+            return _protobuf(name, content)
         {"json": _check_json, "avro": _check_avro, "graphql": _check_graphql}[schema_type](content)
         return "", ""
     except _Invalid as exc:
@@ -164,7 +161,7 @@ class Schemaverse:
             return {"error": "unsupported schema type"}
         content = str(request.get("schema_content") or "")
         try:
-            struct_name, descriptor = validate_schema_content(content, schema_type)
+            struct_name, descriptor = validate_schema_content(content, schema_type, name)
         except ValueError as exc:
             return {"error": str(exc)}
         existing = self.get(name)

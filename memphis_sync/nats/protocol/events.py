@@ -28,6 +28,9 @@ DEFAULT_MAX_PAYLOAD: Final[int] = 1048576
 #: Largest header block accepted; real ones are a few hundred bytes, this bounds abuse.
 MAX_HEADER_BLOCK: Final[int] = 65536
 #: INFO (``connect_urls`` of a big cluster) and CONNECT (JWTs) carry JSON that can exceed 4 KiB.
+#: nats-server holds a client's lines to ``max_control_line`` (4096 by default) but not the
+#: lines of routes, leaf nodes and gateways, which carry server INFO (recent releases cap those
+#: at 16 times it: 64 KiB, the bound used here; an INFO is ~500 bytes plus ~25 per cluster URL).
 MAX_JSON_LINE: Final[int] = 65536
 #: Ends every control line and every body.
 CRLF: Final[bytes] = b"\r\n"

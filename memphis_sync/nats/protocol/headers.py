@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple, TypeVar, Union, overload
 
 from ...errors import LocalProtocolError
 
-__all__ = ["Headers", "HeadersInit", "validate_header_name", "validate_header_value"]
+__all__ = ["Headers", "HeadersInit", "HeadersLike", "header_pairs", "validate_header_name", "validate_header_value"]
 
 _T = TypeVar("_T")
 
@@ -122,21 +122,7 @@ class Headers(MutableMapping[str, str]):
             self._pairs = list(data._pairs)
             self._index = {name: list(values) for name, values in data._index.items()}
             return
-        if isinstance(data, Mapping):
-            for name, value in data.items():
-                if isinstance(value, (list, tuple)):
-                    for item in value:
-                        self.add(name, item)
-                else:
-                    self.add(name, value)
-            return
-        if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
-            raise LocalProtocolError(f"headers must be a Headers, a mapping or (name, value) pairs, got {type(data).__name__}")
-        for pair in data:
-            try:
-                name, value = pair
-            except (TypeError, ValueError):
-                raise LocalProtocolError(f"header items must be (name, value) pairs, got {pair!r}") from None
+        for name, value in header_pairs(data):
             self.add(name, value)
 
     @classmethod
@@ -279,3 +265,40 @@ class Headers(MutableMapping[str, str]):
 
 
 _MISSING: Any = object()
+
+
+#: What publish calls accept as headers: a :class:`Headers`, a plain ``{name: value}`` mapping, or None.
+HeadersLike = Union[Headers, Mapping[str, str], None]
+
+
+def header_pairs(data: HeadersInit) -> List[Tuple[Any, Any]]:
+    """The ``(name, value)`` pairs of headers given in any accepted form, in order: a
+    :class:`Headers` (every value), a mapping (a list or tuple value gives one pair per item), or
+    an iterable of pairs. Nothing is validated here but the shape.
+
+    Raises:
+        LocalProtocolError: not one of those forms, or an item of an iterable is not a
+            ``(name, value)`` pair.
+    """
+    if data is None:
+        return []
+    if isinstance(data, Headers):
+        return list(data.items_all())
+    if isinstance(data, Mapping):
+        pairs: List[Tuple[Any, Any]] = []
+        for name, value in data.items():
+            if isinstance(value, (list, tuple)):
+                pairs.extend((name, item) for item in value)
+            else:
+                pairs.append((name, value))
+        return pairs
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise LocalProtocolError(f"headers must be a Headers, a mapping or (name, value) pairs, got {type(data).__name__}")
+    out: List[Tuple[Any, Any]] = []
+    for pair in data:
+        try:
+            name, value = pair
+        except (TypeError, ValueError):
+            raise LocalProtocolError(f"header items must be (name, value) pairs, got {pair!r}") from None
+        out.append((name, value))
+    return out

@@ -156,6 +156,7 @@ class Parser:
         self._queue: Deque[Any] = deque()  # parsed, not yet returned by next_event()
         self._eof = False
         self._error: Optional[str] = None
+        self._error_raised = False  # the first raise gives the error itself, later ones say "unusable"
         self._ints: Dict[bytes, int] = {}  # decimal fields already seen (sids, sizes)
         self._subjects: Dict[bytes, str] = {}  # subjects already decoded
 
@@ -199,6 +200,9 @@ class Parser:
                 self._error = exc.args[0]
         if queue:
             return queue.popleft()
+        if self._error is not None and not self._error_raised:
+            self._error_raised = True
+            raise RemoteProtocolError(self._error)
         self._check_alive()
         if self._eof:
             self._check_eof()
@@ -247,7 +251,7 @@ class Parser:
             else:
                 self._parse(data if type(data) is bytes else bytes(data), out)
         except RemoteProtocolError as exc:
-            self._error = exc.args[0]
+            self._error, self._error_raised = exc.args[0], True
             raise
         return out
 
@@ -259,7 +263,7 @@ class Parser:
 
     def _check_eof(self) -> None:
         if self._buf:
-            self._error = "connection closed mid-frame"
+            self._error, self._error_raised = "connection closed mid-frame", True
             raise RemoteProtocolError(self._error)
 
     def _check_line(self, line: Union[bytes, bytearray], complete: bool) -> None:
