@@ -65,6 +65,7 @@ class Env:
         self.consumer = self.memphis.consumer("badin", "bc", batch_max_time_to_wait_ms=200)
         self.producer.produce(b"first")
         (self.message,) = self.consumer.fetch(1)
+        self.memphis.connection.flush(timeout=5)  # the setup's own frames have passed the tap
 
     def close(self) -> None:
         self.memphis.close()

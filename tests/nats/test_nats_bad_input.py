@@ -68,6 +68,7 @@ class Env:
         self.js.add_stream(None, name="BADIN", subjects=["badin.>"], storage="memory")
         self.js.add_consumer("BADIN", None, durable_name="puller", filter_subject="badin.pull")
         self.pull = self.js.pull_subscribe("BADIN", "puller")
+        self.conn.flush(timeout=5)  # the setup's own frames have passed the tap before any case marks it
 
     def fresh(self) -> Connection:
         return connect(self.url, token=TOKEN)
