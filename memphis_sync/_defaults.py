@@ -121,6 +121,9 @@ CONTROL_PLANE_DRAIN_TIMEOUT: Final = 5.0
 MEMPHIS_USERNAME: Final = "root"
 MEMPHIS_CONNECTION_TOKEN: Final = "memphis"
 MEMPHIS_ACCOUNT_ID: Final = 1
+#: Port of the Memphis REST gateway (``DEFAULT_REST_GW_PORT`` of the broker): the local broker's
+#: HTTP ingress on the CLI and the REST client's default.
+REST_GATEWAY_PORT: Final = 4444
 #: Every broker config shipped with Memphis sets max_payload 8MB (memphis-wire.md §6.5).
 MEMPHIS_MAX_PAYLOAD: Final = 8 * 1024 * 1024
 #: Seconds ``Memphis.close()`` waits for unacknowledged nonblocking produces.

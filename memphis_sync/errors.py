@@ -9,7 +9,7 @@ are mapped to classes through tables, looked up by :func:`error_from_server` and
 from __future__ import annotations
 
 import builtins
-from typing import Any, Final, Mapping, Optional, Type
+from typing import Any, Final, List, Mapping, Optional, Type
 
 __all__ = [
     "MemphisError",
@@ -54,6 +54,10 @@ __all__ = [
     "MemphisHeaderError",
     "MemphisSchemaError",
     "BrokerError",
+    "RestError",
+    "RestAuthError",
+    "RestSchemaError",
+    "RestServerError",
     "SERVER_ERRORS",
     "JETSTREAM_ERRORS",
     "error_from_server",
@@ -344,6 +348,42 @@ def jetstream_error(error: Optional[Mapping[str, Any]]) -> JetStreamError:
 
 class BrokerError(MemphisError):
     """The local broker (a ``nats-server`` run by :mod:`memphis_sync.broker`) could not start or stop."""
+
+
+# -- REST gateway (memphis_sync.rest) ------------------------------------------------------
+
+
+class RestError(MemphisError):
+    """A Memphis REST gateway answered with an HTTP error; also the base of the typed ones below.
+
+    Attributes:
+        status: The HTTP status code.
+        reply: The decoded JSON reply (or its text when it was not JSON).
+        results: Per-message outcomes of a batch produce (``None`` for a message that was
+            stored, its error text otherwise), when the gateway sent them; else None.
+    """
+
+    def __init__(self, message: str, *, status: int, reply: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reply = reply
+        found = reply.get("results") if isinstance(reply, dict) else None
+        self.results: Optional[List[Optional[str]]] = (
+            [None if item.get("success") else str(item.get("error")) for item in found if isinstance(item, dict)]
+            if isinstance(found, list) else None
+        )
+
+
+class RestAuthError(RestError, AuthorizationError):
+    """401 from the REST gateway: wrong credentials, or a token that is bad or expired."""
+
+
+class RestSchemaError(RestError, MemphisSchemaError):
+    """400 from the REST gateway because a message failed the station's schema validation."""
+
+
+class RestServerError(RestError, ServerError):
+    """5xx from the REST gateway: it or the broker behind it failed (a retry may succeed)."""
 
 
 # -- Memphis API arguments -----------------------------------------------------------------

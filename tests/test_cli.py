@@ -239,3 +239,21 @@ def test_the_installed_script_runs():
         pytest.skip("no console script next to this interpreter")
     done = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("memphis-sync ")
+
+
+def test_the_readme_commands(memphis_broker):
+    """README's produce and consume lines, as written, against the session broker (its port added)."""
+    import shlex
+
+    lines = [line.split("#")[0].strip() for line in (REPO / "README.rst").read_text(encoding="utf-8").splitlines()]
+    commands = [shlex.split(line)[1:] for line in lines if line.startswith(".venv/bin/memphis-sync ")]
+    verbs = [argv[0] for argv in commands]
+    assert verbs == ["broker", "produce", "consume"], verbs
+    station = commands[1][1]
+    with_port = ["--host", memphis_broker.host, "--port", str(memphis_broker.port)]
+    commands[1][1] = commands[2][1] = _name(station)  # a station of this test only
+    assert _run(*commands[1], *with_port)[0] == 0
+    code, out, _ = _run(*commands[2], *with_port)
+    assert code == 0 and out == "first order\n"
+    args = build_parser().parse_args(commands[0])  # the broker line parses (tests/broker runs the broker command)
+    assert args.command == "broker" and args.port == 6666

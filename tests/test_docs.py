@@ -6,7 +6,8 @@ import inspect
 import pathlib
 import re
 import sys
-from typing import Dict, List, Optional, Set, Tuple, Type
+import uuid
+from typing import Any, Dict, List, Optional, Set, Tuple, Type
 
 import pytest
 
@@ -182,3 +183,22 @@ def test_local_broker_differences_are_all_listed() -> None:
     assert markers, "no §15 markers found in memphis_sync/broker/ (the scan is broken)"
     undocumented = {m for m in markers - SAME_AS_THE_BROKER if f"(§{m})" not in section}
     assert not undocumented, f"§15 choices of the local broker missing from docs/testing.rst: {sorted(undocumented)}"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_the_quickstart_runs_as_written(memphis_broker: Any) -> None:
+    """The quickstart's Python blocks, in order, against the session broker (its port for 6666)."""
+    import re
+
+    text = _read("quickstart.rst")
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", text)
+    assert len(blocks) >= 3
+    code = "\n".join("\n".join(line[3:] for line in block.splitlines()) for block in blocks)
+    assert 'port=6666' in code
+    code = code.replace("port=6666", f"port={memphis_broker.port}").replace('host="localhost"', f'host="{memphis_broker.host}"')
+    code = code.replace("orders", f"orders-{uuid.uuid4().hex[:8]}")
+    namespace: Dict[str, Any] = {}
+    exec(compile(code, "quickstart.rst", "exec"), namespace)  # noqa: S102 - our own docs
+    assert namespace["received"] == 99 and namespace["ack"].seq == 1
+    assert not namespace["memphis"].is_connected()

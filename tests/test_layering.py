@@ -21,10 +21,11 @@ ALIASES = {
 
 # lowest first; a unit (a folder, or a module at the top) may import from its own layer or below
 LAYERS = [
-    {"errors", "_defaults", "_version", "_timeouts", "_names"},
+    {"errors", "_defaults", "_version", "_timeouts", "_names", "_html"},
     {"nats"},
     {"jetstream"},
     {"memphis"},
+    {"rest"},  # the REST gateway client: beside the Memphis API, on its message and header rules
     {"broker"},
     {"testing", "cli", "__main__", "__init__", "demo", "demo_report"} | ALIASES,
 ]

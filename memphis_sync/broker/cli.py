@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", type=int, choices=(1, 3), default=1, help="1 server, or a 3-node cluster on free ports")
     parser.add_argument("--websocket-port", type=int, default=None, help="also serve NATS over websocket (0 = free port)")
     parser.add_argument("--mqtt-port", type=int, default=None, help="also serve MQTT (0 = free port)")
+    parser.add_argument("--rest-port", type=int, default=_defaults.REST_GATEWAY_PORT, help="REST gateway port, 0 = any free port (default: %(default)s)")
+    parser.add_argument("--no-rest", action="store_true", help="do not serve the REST gateway ingress")
     parser.add_argument("--tls-cert", default=None, help="serve TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", default=None, help="private key of --tls-cert")
     parser.add_argument("--tls-ca", default=None, help="CA of client certificates (with --tls-verify)")
@@ -67,6 +69,7 @@ def _broker(args: argparse.Namespace) -> LocalBroker:
         cluster_size=args.cluster,
         websocket_port=args.websocket_port,
         mqtt_port=args.mqtt_port,
+        rest_port=None if args.no_rest else args.rest_port,
         **kwargs,
     )
 
@@ -86,9 +89,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         try:
             broker.start()
             secret = f"password {broker.password!r}" if broker.password else f"connection token {broker.connection_token!r}"
+            rest = "" if args.no_rest else f", REST gateway {broker.rest_url}"
             print(
                 f"memphis broker ready on {', '.join(broker.urls)} (nats-server pid "
-                f"{', '.join(map(str, broker.pids))}, store {broker.store_dir}); "
+                f"{', '.join(map(str, broker.pids))}, store {broker.store_dir}{rest}); "
                 f"connect with username {broker.username!r} and {secret}. Ctrl-C to stop.",
                 file=out,
                 flush=True,

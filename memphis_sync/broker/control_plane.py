@@ -10,6 +10,9 @@ success, or JSON, with byte-exact error texts. Stations become one JetStream str
 (:func:`~memphis_sync.broker.rules.durable_config`), created through the legacy
 ``CONSUMER.DURABLE.CREATE`` API as the broker does. Records live in a JetStream stream
 (:mod:`memphis_sync.broker.metadata`), so they survive restarts and are shared between instances.
+What clients send without waiting for an answer and must not be lost (poison advisories, dead
+letters, schema failures) is captured by work-queue streams that wait for the next control plane
+(:mod:`memphis_sync.broker.handlers.dls_relay`).
 
 This module only wires: the answers come from the handler classes of
 :mod:`memphis_sync.broker.handlers` (stations, producers, consumers, DLS, schemas), each given the
@@ -43,6 +46,7 @@ from memphis_sync.broker.auth_callout import AuthCallout
 from memphis_sync.broker.context import BrokerContext
 from memphis_sync.broker.handlers.consumers import ConsumerGroups
 from memphis_sync.broker.handlers.dls import DeadLetters
+from memphis_sync.broker.handlers.dls_relay import NACKED_STREAM, SCHEMAVERSE_STREAM, DlsRelay
 from memphis_sync.broker.handlers.producers import Producers, producer_reply
 from memphis_sync.broker.handlers.schemas import SCHEMA_SERVICES, Schemaverse
 from memphis_sync.broker.handlers.stations import Stations
@@ -126,6 +130,9 @@ class ControlPlane:
         self._subs: List[Any] = []
         self._schemas = Schemaverse(self._ctx)
         self._dls = DeadLetters(self._ctx)
+        self._relay = DlsRelay(
+            self._ctx, {NACKED_STREAM: self._dls.store_nacked, SCHEMAVERSE_STREAM: self._dls.store_schema_failure}
+        )
         self._stations = Stations(self._ctx, self._schemas)
         self._producers = Producers(self._ctx, self._stations, self._schemas)
         self._consumers = ConsumerGroups(self._ctx, self._stations, self._schemas, self._dls)
@@ -170,8 +177,10 @@ class ControlPlane:
                 handler = getattr(self._schemas, method)
                 self._subs.append(conn.subscribe(subject, queue=queue, callback=self._serve(handler, fmt)))
             self._subs.extend(self._dls.subscribe())
+            self._relay.start()
             conn.flush()
         except BaseException:
+            self._relay.stop()
             self._ctx.detach()
             conn.close()
             self._subs.clear()
@@ -179,7 +188,14 @@ class ControlPlane:
         logger.info("memphis control plane serving on %s", conn.connected_url)
 
     def stop(self) -> None:
-        """Stop answering (requests being handled finish first) and disconnect."""
+        """Stop answering (requests being handled finish first) and disconnect.
+
+        The dead-letter relay stops first: the event at hand is stored and acked, the rest of its
+        batch is given back to JetStream for the next control plane.
+        """
+        if self._ctx.connection_or_none() is None:
+            return
+        self._relay.stop()
         conn = self._ctx.detach()
         if conn is None:
             return

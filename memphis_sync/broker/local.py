@@ -4,7 +4,9 @@
 :class:`~memphis_sync.broker.cluster.NatsCluster`) configured like a Memphis broker (client port
 6666, ``max_payload`` 8 MiB, Memphis authentication) with a persistent store directory, then a
 :class:`~memphis_sync.broker.control_plane.ControlPlane` on it. :meth:`LocalBroker.stop` and
-:meth:`LocalBroker.start` keep every station, message, consumer position and record.
+:meth:`LocalBroker.start` keep every station, message, consumer position and record;
+:meth:`LocalBroker.stop_control_plane` and :meth:`LocalBroker.start_control_plane` restart the
+control plane alone, with nats-server (and its clients) running on.
 
 Authentication (``memphis-wire.md`` §1.3):
 
@@ -27,7 +29,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 
 from memphis_sync import _defaults
 from memphis_sync.broker.auth_callout import AuthCallout, ConnectCheck
@@ -37,6 +39,9 @@ from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.server import DEFAULT_TIMEOUT, NatsServer
 from memphis_sync.errors import BrokerError
 from memphis_sync.nats.connection import TlsOptions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from memphis_sync.broker.rest import RestGateway, RestSettings
 
 __all__ = ["LocalBroker", "default_store_dir"]
 
@@ -89,6 +94,10 @@ class LocalBroker:
             become R3 streams).
         websocket_port: Also listen for NATS over websocket (0 = free port).
         mqtt_port: Also listen for MQTT (0 = free port).
+        rest_port: Also serve HTTP like the Memphis REST gateway (0 = free port; off by
+            default): see :mod:`memphis_sync.broker.rest` (needs the ``broker`` extra).
+        rest_settings: Limits and token lifetimes of the REST ingress
+            (:class:`~memphis_sync.broker.rest.RestSettings`).
         max_payload: Largest message (``_defaults.MEMPHIS_MAX_PAYLOAD``, 8 MiB as in Memphis).
         binary: The nats-server executable (see :func:`find_nats_server`).
         debug: nats-server debug logging.
@@ -112,6 +121,8 @@ class LocalBroker:
         cluster_size: int = 1,
         websocket_port: Optional[int] = None,
         mqtt_port: Optional[int] = None,
+        rest_port: Optional[int] = None,
+        rest_settings: Optional["RestSettings"] = None,
         max_payload: int = _defaults.MEMPHIS_MAX_PAYLOAD,
         binary: Optional[PathLike] = None,
         debug: bool = False,
@@ -157,6 +168,9 @@ class LocalBroker:
         else:
             self._server = NatsCluster(cluster_size, store_root=self._store_dir, **kwargs)
         self._control_plane: Optional[ControlPlane] = None
+        self._rest_port = rest_port
+        self._rest_settings = rest_settings
+        self._rest: Optional["RestGateway"] = None
 
     def _nats_users(self) -> List[Dict[str, Any]]:
         users: List[Dict[str, Any]] = []
@@ -189,15 +203,64 @@ class LocalBroker:
             _check_port_free(self._host, self._requested_port)
         self._server.start()
         try:
-            control_plane = ControlPlane(self.urls, **self.control_plane_kwargs())
-            control_plane.start()
+            self.start_control_plane()
         except BaseException:
             self._server.stop()
             raise
+
+    def start_control_plane(self) -> None:
+        """Start the control plane again after :meth:`stop_control_plane` (nats-server runs on).
+
+        It finds every record, and handles the dead letters and schema failures that clients sent
+        while it was stopped (they waited in JetStream). Does nothing if it runs.
+
+        Raises:
+            BrokerError: nats-server is not running (use :meth:`start`).
+            MemphisError: the control plane could not connect or set up its streams.
+        """
+        if self._control_plane is not None:
+            return
+        if not self._server.is_running():
+            raise BrokerError("nats-server is not running: start the broker with start()")
+        control_plane = ControlPlane(self.urls, **self.control_plane_kwargs())
+        control_plane.start()
         self._control_plane = control_plane
+        if self._rest_port is not None:
+            try:
+                self._start_rest()
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start_rest(self) -> None:
+        from memphis_sync.broker.rest import RestGateway, UserDirectory
+
+        tls = None
+        if self._tls is not None:  # the server certificate doubles as the client certificate
+            tls = TlsOptions(ca_file=self._tls.ca_file, cert_file=self._tls.cert_file, key_file=self._tls.key_file)
+        if self._rest is None:  # one object for the broker's life: its tokens survive restarts
+            users = UserDirectory(token=self._token, users=self._users, account_id=self._account_id)
+            self._rest = RestGateway(
+                self.host, self.port, users, host=self._host, port=self._rest_port or 0, settings=self._rest_settings, tls=tls
+            )
+        self._rest.start()
+
+    def stop_control_plane(self) -> None:
+        """Stop only the control plane, as a control-plane restart or crash would; nats-server runs on.
+
+        Clients stay connected and their messages flow; requests (creating a station, a
+        producer...) get no answer until :meth:`start_control_plane`, and the dead letters and
+        schema failures they send wait in JetStream until then. In token mode new connections
+        wait for it too (it answers the auth callout): nats-server refuses them when its
+        callout times out. :meth:`is_running` is False meanwhile. Does nothing if it is stopped.
+        """
+        control_plane, self._control_plane = self._control_plane, None
+        if control_plane is not None:
+            control_plane.stop()
 
     def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Stop the control plane, then nats-server (gracefully). Data and ports are kept.
+        """Stop the REST ingress, the control plane, then nats-server (gracefully). Data and
+        ports are kept.
 
         Args:
             timeout: Seconds nats-server gets to exit after SIGTERM before it is killed
@@ -205,13 +268,16 @@ class LocalBroker:
         """
         control_plane, self._control_plane = self._control_plane, None
         try:
+            if self._rest is not None:
+                self._rest.stop()
             if control_plane is not None:
                 control_plane.stop()
         finally:
             self._server.stop(timeout)
 
     def restart(self) -> None:
-        """:meth:`stop` then :meth:`start`, on the same ports and store."""
+        """:meth:`stop` then :meth:`start`, on the same ports and store (to restart only the
+        control plane: :meth:`stop_control_plane`, :meth:`start_control_plane`)."""
         self.stop()
         self.start()
 
@@ -227,7 +293,8 @@ class LocalBroker:
             self._server.close(timeout)
 
     def is_running(self) -> bool:
-        """True when the servers and the control plane are running."""
+        """True when the servers and the control plane are running (False after
+        :meth:`stop_control_plane`)."""
         return self._control_plane is not None and self._server.is_running()
 
     def __enter__(self) -> "LocalBroker":
@@ -290,6 +357,19 @@ class LocalBroker:
     def account_id(self) -> int:
         """The account id of password mode (``username$account_id``)."""
         return self._account_id
+
+    @property
+    def rest_gateway(self) -> "RestGateway":
+        """The REST ingress (:class:`~memphis_sync.broker.rest.RestGateway`) of a broker
+        started with ``rest_port``."""
+        if self._rest is None:
+            raise BrokerError("the broker has no REST ingress (start it with rest_port=...)")
+        return self._rest
+
+    @property
+    def rest_url(self) -> str:
+        """``http://host:port`` of the REST ingress (see :attr:`rest_gateway`)."""
+        return self.rest_gateway.url
 
     @property
     def pids(self) -> List[int]:

@@ -28,6 +28,12 @@ class LazyFuture(Future):  # type: ignore[type-arg]
     _result = None
     _exception: Optional[BaseException] = None
 
+    def __repr__(self) -> str:
+        state = self._state.lower()
+        if self._state == FINISHED:
+            state = f"failed: {self._exception!r}" if self._exception is not None else f"done: {self._result!r}"
+        return f"<Future of a PubAck {state}>"
+
     def __init__(self) -> None:  # deliberately not calling Future.__init__
         self._waiters: List[Any] = []
         self._done_callbacks: List[Any] = []

@@ -19,17 +19,19 @@ import threading
 from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 from .. import _defaults
+from .._html import fields_table
 from .._timeouts import deadline_after, left
 from ..errors import ConnectionClosedError, MemphisConnectError, MemphisValueError
 from ..jetstream import JetStream
 from ..nats.connection import Connection
 from .consumer import Consumer, creation_fields, open_consumer
-from .message import HeadersArg, Message
+from .message import MessageBatch
 from .producer import Producer, open_producer
 from .registry import Registry, registry_key, with_random_suffix
 from .requester import APP_ID, Requester, normalize_host
 from .schema_calls import _SchemaCalls
 from .schemaverse import validate_schema_name
+from .shortcuts import _Shortcuts
 from .state import StationCache
 from .station import Retention, Station, Storage
 from .station import creation_body as station_creation_body
@@ -37,16 +39,15 @@ from .url import merge_url
 from .validate import check_batch_size, check_int, check_str, internal_name, validate_name
 
 if TYPE_CHECKING:  # pragma: no cover
-    from concurrent.futures import Future
 
-    from ..jetstream.types import PubAck
+    pass
 
 __all__ = ["Memphis", "connect", "from_url", "APP_ID"]
 
 logger = logging.getLogger("memphis_sync.client")  # the name users configure (kept from the flat layout)
 
 
-class Memphis(_SchemaCalls):
+class Memphis(_Shortcuts, _SchemaCalls):
     """A connection to a Memphis broker. Thread-safe; use one per process.
 
     Create it with :func:`connect` (or ``Memphis().connect(...)``). Use it as a context manager
@@ -74,6 +75,14 @@ class Memphis(_SchemaCalls):
     def __repr__(self) -> str:
         state = "connected" if self.is_connected() else ("closed" if self._closed else "not connected")
         return f"<Memphis {self.host}:{self.port} user={self.username!r} {state}>"
+
+    def _repr_html_(self) -> str:
+        state = "connected" if self.is_connected() else ("closed" if self._closed else "not connected")
+        return fields_table("Memphis", [
+            ("broker", f"{self.host}:{self.port}"), ("user", self.username), ("account id", self.account_id),
+            ("state", state), ("connection id", self.connection_id),
+            ("producers, consumers", ", ".join(map(str, self._registry.counts()))),
+        ])
 
     # -- connecting ----------------------------------------------------------------------
 
@@ -316,32 +325,6 @@ class Memphis(_SchemaCalls):
         requester, stations = self._plane()
         return open_producer(requester, stations, self._registry, self._js, station_name, producer_name, real_name, timeout_retries)
 
-    def produce(
-        self,
-        station_name: Union[str, List[str]],
-        producer_name: str,
-        message: Any,
-        generate_random_suffix: bool = False,
-        ack_wait_sec: float = 15,
-        headers: HeadersArg = None,
-        async_produce: bool = False,
-        msg_id: Optional[str] = None,
-        producer_partition_key: Optional[str] = None,
-        producer_partition_number: int = -1,
-        nonblocking: bool = False,
-    ) -> Union["PubAck", "Future[PubAck]", None]:
-        """Produce one message through this connection's producer of that name (created on first use).
-
-        Same arguments as :meth:`Producer.produce`; ``nonblocking`` is an addition (the SDK's
-        README shows it, its code lacks it).
-        """
-        producer = self.producer(station_name, producer_name, generate_random_suffix)
-        return producer.produce(
-            message, ack_wait_sec=ack_wait_sec, headers=headers, nonblocking=nonblocking or async_produce,
-            msg_id=msg_id, producer_partition_key=producer_partition_key,
-            producer_partition_number=producer_partition_number,
-        )
-
     # -- consumers -----------------------------------------------------------------------
 
     def consumer(
@@ -407,7 +390,7 @@ class Memphis(_SchemaCalls):
         consumer_partition_key: Optional[str] = None,
         consumer_partition_number: int = -1,
         prefetch: bool = False,
-    ) -> List[Message]:
+    ) -> MessageBatch:
         """Fetch one batch through this connection's consumer of that name (created on first use).
 
         Raises:

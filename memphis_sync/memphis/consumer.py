@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional
 
 from .. import _defaults
+from .._html import fields_table
 from .._timeouts import check_timeout
 from ..errors import (
     ConnectionClosedError,
@@ -33,13 +34,13 @@ from ..jetstream import JetStream
 from ..jetstream.pull import PullSubscription
 from ..jetstream.types import ConsumerConfig
 from ..nats.protocol import Msg
-from .durable import deliver_policy
-from .message import Message
+from .durable import check_start, deliver_policy
+from .message import Message, MessageBatch
 from .partition import check_partition_args, check_partition_number, partition_for_key, pick_partition
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
-from .validate import INT_MAX, check_batch_size, check_bool, check_int, check_str, internal_name, validate_name, validate_optional_name
+from .validate import check_batch_size, check_bool, check_int, internal_name, validate_name, validate_optional_name
 
 #: A pass of fetch() with less than this left is not started (a pull needs a positive expiry).
 _MIN_PULL_WAIT = 0.005
@@ -138,6 +139,22 @@ class Consumer:
             f"partitions={self.partitions} {'consuming' if self.is_consuming else 'idle'}>"
         )
 
+    def _repr_html_(self) -> str:
+        return fields_table(f"Consumer {self.consumer_name}", [
+            ("station", self.station_name), ("consumer group", self.consumer_group), ("partitions", self.partitions),
+            ("batch size", self.batch_size), ("max ack time ms", self.max_ack_time_ms),
+            ("consuming", self.is_consuming), ("destroyed", self._destroyed),
+        ])
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving a ``with`` block stops ``consume()`` and destroys the consumer (the last member
+        of a group takes the group's position with it, as :meth:`destroy` says)."""
+        self.stop_consuming()
+        self.destroy()
+
     def _ensure_durable(self, stream: str) -> None:
         """Check the broker's durable exists; create it per §7.3 if the broker did not.
 
@@ -167,7 +184,6 @@ class Consumer:
         Raises:
             MemphisValueError: a key that is not a UTF-8 ``str``.
         """
-        check_partition_args(check_str(key, "partition key"), -1)
         return partition_for_key(key, self.partitions)
 
     def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
@@ -190,7 +206,7 @@ class Consumer:
         consumer_partition_key: Optional[str] = None,
         consumer_partition_number: int = -1,
         prefetch: bool = False,
-    ) -> List[Message]:
+    ) -> MessageBatch:
         """Fetch up to ``batch_size`` messages, waiting at most ``batch_max_time_to_wait_ms``.
 
         Re-sent dead-letter messages come first. Without a partition key or number, the
@@ -207,7 +223,8 @@ class Consumer:
                 the following calls (mind ``max_ack_time_ms``).
 
         Returns:
-            A list of :class:`Message` (empty if nothing arrived in time).
+            A :class:`MessageBatch`, a list of :class:`Message` (empty if nothing arrived in
+            time).
 
         Raises:
             MemphisValueError: a bad batch size or partition choice.
@@ -251,7 +268,7 @@ class Consumer:
                 msgs = self._pull(partition, want, left, no_wait)
                 if msgs:
                     wrap = [Message(m, self._requester, self._stations, self.internal_station_name, self.consumer_group, partition) for m in msgs]
-                    out, rest = wrap[:batch], wrap[batch:]
+                    out, rest = MessageBatch(wrap[:batch]), wrap[batch:]
                     self._cache.extend(rest)
                     return out
         finally:
@@ -410,9 +427,9 @@ class Consumer:
             self._stations.unref(self._state)
 
 
-def _take(queue: Deque[Message], most: int) -> List[Message]:
+def _take(queue: Deque[Message], most: int) -> MessageBatch:
     """Up to ``most`` messages from the left of ``queue`` (safe against other threads popping)."""
-    out: List[Message] = []
+    out = MessageBatch()
     try:
         while len(out) < most:
             out.append(queue.popleft())
@@ -440,12 +457,7 @@ def creation_fields(
     check_int(batch_max_time_to_wait_ms, "batch_max_time_to_wait_ms", 0)
     check_int(max_ack_time_ms, "max_ack_time_ms", 1)
     check_int(max_msg_deliveries, "max_msg_deliveries", 1, _defaults.MEMPHIS_MAX_MSG_DELIVERIES)
-    if type(start_consume_from_sequence) is not int or not 1 <= start_consume_from_sequence <= INT_MAX:
-        raise MemphisValueError(f"start_consume_from_sequence has to be a positive number, got {start_consume_from_sequence!r}")
-    if type(last_messages) is not int or not -1 <= last_messages <= INT_MAX:
-        raise MemphisValueError(f"min value for last_messages is -1, got {last_messages!r}")
-    if start_consume_from_sequence > 1 and last_messages > -1:
-        raise MemphisValueError("Consumer creation options can't contain both start_consume_from_sequence and last_messages")
+    check_start(start_consume_from_sequence, last_messages)
     return {
         "consumers_group": consumer_group,
         "max_ack_time_ms": max_ack_time_ms,

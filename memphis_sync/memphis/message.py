@@ -13,8 +13,9 @@ case-sensitive) that refuses the reserved ``$memphis`` prefix, as the SDK's ``He
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 
+from .._html import rows_table
 from ..errors import LocalProtocolError, MemphisError, MemphisHeaderError, MemphisSchemaError, MemphisValueError
 from ..jetstream.msg import JsMsg
 from ..nats.protocol import Msg
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .requester import Requester
     from .state import StationCache
 
-__all__ = ["Headers", "Message", "RESERVED_HEADER_PREFIX", "to_wire_headers"]
+__all__ = ["Headers", "Message", "MessageBatch", "RESERVED_HEADER_PREFIX", "to_wire_headers"]
 
 #: Header names starting with this are written by the SDK and the broker only.
 RESERVED_HEADER_PREFIX = "$memphis"
@@ -284,3 +285,22 @@ class Message:
                 "seq": msg.metadata.stream_seq,
             },
         )
+
+
+class MessageBatch(List[Message]):
+    """What a fetch returns: a plain ``list`` of :class:`Message`, with a table as its notebook
+    (HTML) repr: partition, sequence, delivery count, size, headers and the start of the data."""
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for msg in self[:_HTML_ROWS]:
+            data = bytes(msg.get_data())
+            shown = data[:60].decode("utf-8", errors="replace") + ("..." if len(data) > 60 else "")
+            headers = {k: v for k, v in msg.get_headers().items() if not k.startswith("$memphis")}
+            rows.append((msg.partition, msg.get_sequence_number(), msg.get_delivery_count(), len(data), headers, shown))
+        more = f", first {_HTML_ROWS} shown" if len(self) > _HTML_ROWS else ""
+        return rows_table(f"{len(self)} message(s){more}", ("partition", "seq", "deliveries", "bytes", "headers", "data"), rows)
+
+
+#: Messages shown in a batch's HTML repr.
+_HTML_ROWS = 50

@@ -23,6 +23,7 @@ from typing import Any, Deque, Dict, List, Literal, Optional, Union, overload
 import attrs
 
 from .. import _defaults
+from .._html import fields_table
 from .._timeouts import check_timeout, deadline_after, describe, left
 from ..errors import (
     MemphisError,
@@ -40,7 +41,7 @@ from .partition import check_partition_args, check_partition_number, partition_f
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
-from .validate import check_bool, check_int, check_str, internal_name
+from .validate import check_bool, check_int, internal_name
 
 __all__ = ["Producer", "encode_message", "open_producer"]
 
@@ -82,7 +83,7 @@ def encode_message(message: Any) -> bytes:
     )
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, repr=False)
 class Producer:
     """A producer of one station, or of several (``station_name`` a list). Thread-safe.
 
@@ -134,32 +135,25 @@ class Producer:
 
     @overload
     def produce(
-        self,
-        message: Any,
-        ack_wait_sec: float = ...,
-        headers: HeadersArg = ...,
-        async_produce: Optional[bool] = ...,
-        *,
-        nonblocking: Literal[True],
-        msg_id: Optional[str] = ...,
-        concurrent_task_limit: Optional[int] = ...,
-        producer_partition_key: Optional[str] = ...,
-        producer_partition_number: int = ...,
-    ) -> Optional["Future[PubAck]"]: ...
+        self, message: Any, ack_wait_sec: float = ..., headers: HeadersArg = ..., async_produce: Optional[bool] = ..., *,
+        nonblocking: Literal[True], msg_id: Optional[str] = ..., concurrent_task_limit: Optional[int] = ...,
+        producer_partition_key: Optional[str] = ..., producer_partition_number: int = ...,
+    ) -> "Future[PubAck]": ...
 
     @overload
     def produce(
-        self,
-        message: Any,
-        ack_wait_sec: float = ...,
-        headers: HeadersArg = ...,
-        async_produce: Optional[bool] = ...,
-        nonblocking: bool = ...,
-        msg_id: Optional[str] = ...,
-        concurrent_task_limit: Optional[int] = ...,
-        producer_partition_key: Optional[str] = ...,
+        self, message: Any, ack_wait_sec: float = ..., headers: HeadersArg = ...,
+        async_produce: Optional[Literal[False]] = ..., nonblocking: Literal[False] = ..., msg_id: Optional[str] = ...,
+        concurrent_task_limit: Optional[int] = ..., producer_partition_key: Optional[str] = ...,
         producer_partition_number: int = ...,
-    ) -> Union[PubAck, "Future[PubAck]", None]: ...
+    ) -> PubAck: ...
+
+    @overload
+    def produce(
+        self, message: Any, ack_wait_sec: float = ..., headers: HeadersArg = ..., async_produce: Optional[bool] = ...,
+        nonblocking: bool = ..., msg_id: Optional[str] = ..., concurrent_task_limit: Optional[int] = ...,
+        producer_partition_key: Optional[str] = ..., producer_partition_number: int = ...,
+    ) -> Union[PubAck, "Future[PubAck]"]: ...
 
     def produce(
         self,
@@ -172,7 +166,7 @@ class Producer:
         concurrent_task_limit: Optional[int] = None,
         producer_partition_key: Optional[str] = None,
         producer_partition_number: int = -1,
-    ) -> Union[PubAck, "Future[PubAck]", None]:
+    ) -> Union[PubAck, "Future[PubAck]"]:
         """Produce one message.
 
         Args:
@@ -198,7 +192,9 @@ class Producer:
             producer_partition_number: choose this partition (1-based).
 
         Returns:
-            The PubAck (blocking), a Future (nonblocking), or None for a multi-station producer.
+            The PubAck (blocking) or a Future of it (nonblocking). A multi-station producer
+            produces to each station in turn and returns the last station's; with
+            ``nonblocking`` the others are tracked too (:meth:`flush` waits for all).
 
         Raises:
             MemphisMessageTypeError: the message type cannot be encoded.
@@ -224,14 +220,17 @@ class Producer:
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name!r} was destroyed")
         if self.is_multi_station_producer:
+            if not self.station_name:
+                raise MemphisValueError("a multi-station producer needs at least one station")
             for station in self.station_name:
-                producer = self._station_producer(station)
-                producer.produce(
+                result = self._station_producer(station).produce(
                     message, ack_wait_sec=ack_wait_sec, headers=headers, nonblocking=nonblocking, msg_id=msg_id,
                     concurrent_task_limit=concurrent_task_limit, producer_partition_key=producer_partition_key,
                     producer_partition_number=producer_partition_number,
                 )
-            return None
+                if nonblocking:
+                    self._track(result)  # type: ignore[arg-type]  # a Future: nonblocking
+            return result
         if check_timeout(ack_wait_sec, "ack_wait_sec", error=MemphisValueError) == 0 or ack_wait_sec is None:
             raise MemphisValueError(f"ack_wait_sec must be a number of seconds > 0 (inf: no limit), got {ack_wait_sec!r}")
         check_partition_args(producer_partition_key, producer_partition_number)
@@ -323,7 +322,6 @@ class Producer:
             MemphisValueError: a key that is not a UTF-8 ``str``, or a multi-station or
                 unpartitioned producer.
         """
-        check_partition_args(check_str(key, "partition key"), -1)
         return partition_for_key(key, self._partition_list())
 
     def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
@@ -403,6 +401,25 @@ class Producer:
                     f"after {describe(timeout)}{self._requester.conn.link_state()}"
                 ) from None
         self._trim_done()
+
+    # -- looking at it ---------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        state = "destroyed" if self._destroyed else f"pending={self.pending}"
+        return f"<Producer {self.producer_name!r} station={self.station_name!r} {state}>"
+
+    def _repr_html_(self) -> str:
+        return fields_table(f"Producer {self.producer_name}", [
+            ("station", self.station_name), ("partitions", self._partition_list() if self._state else "-"),
+            ("unacknowledged", self.pending), ("destroyed", self._destroyed),
+        ])
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving a ``with`` block waits for the nonblocking messages and destroys the producer."""
+        self.destroy()
 
     # -- destroy -------------------------------------------------------------------------
 

@@ -70,6 +70,11 @@ class Registry(Generic[_P, _C]):
     def __repr__(self) -> str:
         return f"<Registry producers={len(self._producers)} consumers={len(self._consumers)}>"
 
+    def counts(self) -> "tuple[int, int]":
+        """``(cached producers, cached consumers)``, now."""
+        with self._lock:
+            return len(self._producers), len(self._consumers)
+
     # -- producers -----------------------------------------------------------------------
 
     def producer(self, key: str) -> Optional[_P]:

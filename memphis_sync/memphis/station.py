@@ -14,6 +14,7 @@ from typing import Any, Dict
 import attrs
 
 from .. import _defaults
+from .._html import fields_table
 from .requester import Requester
 from .state import StationCache
 from .validate import check_bool, check_int, enum_value, internal_name, validate_name, validate_optional_name
@@ -92,6 +93,9 @@ class Station:
 
     def __attrs_post_init__(self) -> None:
         self.internal_station_name = internal_name(self.name)
+
+    def _repr_html_(self) -> str:
+        return fields_table(f"Station {self.name}", [("name", self.name), ("internal name", self.internal_station_name)])
 
     def destroy(self, timeout_retries: int = _defaults.MEMPHIS_TIMEOUT_RETRIES) -> None:
         """Delete the station, its partitions, messages and consumer groups (§4.4).

@@ -50,6 +50,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from .. import _defaults
+from .._html import fields_table
 from .._timeouts import deadline_after, describe
 from ..errors import ConnectionClosedError, FlushTimeout, MemphisConnectError
 from ._waiter import _Waiter
@@ -260,6 +261,14 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
     def __repr__(self) -> str:
         url = self._current.url if self._current is not None else self._pool[0].url
         return f"<Connection {url} {self._status.value} subs={len(self._subs)}>"
+
+    def _repr_html_(self) -> str:
+        url = self._current.url if self._current is not None else self._pool[0].url
+        return fields_table("NATS connection", [
+            ("server", url), ("status", self._status.value), ("subscriptions", len(self._subs)),
+            ("servers known", len(self._pool)), ("reconnects", self.stats["reconnects"]),
+            ("sent", f"{self.stats['out_msgs']} msgs"), ("received", f"{self.stats['in_msgs']} msgs"),
+        ])
 
     def __enter__(self) -> "Connection":
         if self._status is CONNECTING and self._stream is None:

@@ -160,7 +160,7 @@ def test_bad_arguments() -> None:
 def _run_cli(tmp_path: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, "-m", "memphis_sync", "broker", "--port", "0", "--store", str(tmp_path / "store"), *extra],
+        [sys.executable, "-m", "memphis_sync", "broker", "--port", "0", "--rest-port", "0", "--store", str(tmp_path / "store"), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path),
     )
 
@@ -194,7 +194,7 @@ def test_cli_port_in_use(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         result = subprocess.run(
-            [sys.executable, "-m", "memphis_sync", "broker", "--port", str(port), "--store", str(tmp_path)],
+            [sys.executable, "-m", "memphis_sync", "broker", "--port", str(port), "--no-rest", "--store", str(tmp_path)],
             capture_output=True, text=True, env=env, timeout=30,
         )
     assert result.returncode == 1

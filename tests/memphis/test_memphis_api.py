@@ -403,16 +403,20 @@ def test_multi_station_producer_and_connection_produce(memphis, fake_plane):
     memphis.station("ms-b")
     multi = memphis.producer(["ms-a", "ms-b"], "fan")
     assert multi.is_multi_station_producer and not fake_plane.requests["$memphis_producer_creations"]
-    assert multi.produce(b"both") is None
+    last = multi.produce(b"both")  # each station gets it; the last station's ack is returned
+    assert (last.stream, last.seq) == ("ms-b$1", 1)
+    future = multi.produce(b"both again", nonblocking=True)
+    assert future.result(5).stream == "ms-b$1"
+    multi.flush(timeout=5)  # waits for the first station's too
+    assert fake_plane.js.stream_info("ms-a$1").state.messages == 2
     assert len(fake_plane.requests["$memphis_producer_creations"]) == 2
-    assert fake_plane.js.stream_info("ms-a$1").state.messages == 1
-    assert fake_plane.js.stream_info("ms-b$1").state.messages == 1
+    assert fake_plane.js.stream_info("ms-b$1").state.messages == 2
     ack = memphis.produce("ms-a", "helper", b"via connection", headers={"h": "v"}, msg_id="m1")
-    assert ack.seq == 2
-    assert memphis.produce("ms-a", "helper", b"again") .seq == 3
+    assert ack.seq == 3
+    assert memphis.produce("ms-a", "helper", b"again") .seq == 4
     assert len([b for b in fake_plane.requests["$memphis_producer_creations"] if b["name"] == "helper"]) == 1
     fut = memphis.produce("ms-a", "helper", b"nb", nonblocking=True)
-    assert fut.result(5).seq == 4
+    assert fut.result(5).seq == 5
     msgs = memphis.fetch_messages("ms-a", "reader", batch_size=10)
     assert len(msgs) >= 1
     assert memphis.fetch_messages("ms-a", "reader", batch_size=10) is not None  # reuses the consumer

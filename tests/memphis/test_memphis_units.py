@@ -9,8 +9,8 @@ import pytest
 
 import memphis_sync
 from memphis_sync import Headers, MemphisConnectError, MemphisHeaderError, MemphisSchemaError, MemphisValueError
-from memphis_sync.memphis.partition import murmur3_32, partition_for_key
-from memphis_sync.memphis.producer import Producer, encode_message, pick_partition
+from memphis_sync.memphis.partition import murmur3_32, partition_for_key, pick_partition
+from memphis_sync.memphis.producer import Producer, encode_message
 from memphis_sync.memphis.schemaverse import validate_schema_name
 from memphis_sync.memphis.state import StationState
 from memphis_sync.memphis.station import Retention, Storage

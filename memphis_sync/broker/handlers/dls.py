@@ -10,15 +10,27 @@ Three sources feed a station's dead letters, each stored as one record in the me
   durable push consumer delivers them to the control planes' queue group, which ack each one once
   handled. Stock nats-server's advisory carries no message, so it is read back by sequence
   (``STREAM.MSG.GET``), as the broker does for such advisories;
-* explicit dead-lettering by a consumer: ``$memphis_nacked_dls`` (§9.3);
-* schema validation failures reported by producers: ``$memphis_schemaverse_dls`` (§9.4).
+* explicit dead-lettering by a consumer: ``$memphis_nacked_dls`` (§9.3), :meth:`DeadLetters.store_nacked`;
+* schema validation failures reported by producers: ``$memphis_schemaverse_dls`` (§9.4),
+  :meth:`DeadLetters.store_schema_failure`.
 
-A new poison record is forwarded to the station's ``dls_station`` (§9.7) with the extra headers
-``station`` and ``type``; ``$memphis_pm_acks`` (§9.6) removes a consumer group from a record.
+The last two reach the control plane through the work-queue streams of
+:mod:`memphis_sync.broker.handlers.dls_relay`, so none is lost while no control plane runs; an event
+is acked once its record is stored, and one delivered again (its control plane died before the
+ack) stores nothing twice: a dead letter's record id is the poison id of its station partition and
+sequence (the same message dead-lettered again only adds its consumer group), a schema failure's is
+made of the time and sequence at which the relay stream stored it (:func:`schema_failure_id`).
+
+A new record is forwarded to the station's ``dls_station`` (§9.7) with the extra headers
+``station`` and ``type``, before it is stored: a control plane that dies in between forwards it
+again on the next delivery (a duplicate in the DLS station), rather than storing a record that
+was never forwarded. ``$memphis_pm_acks`` (§9.6), a plain subscription as on the broker, removes
+a consumer group from a record.
 
 Differences from the Memphis broker: the advisory durable is a push consumer with a queue group
 (the broker pulls batches of 1000); the forwarding partition is drawn uniformly from all
-partitions (§15.10: the broker never picks the last one).
+partitions (§15.10: the broker never picks the last one); a schema failure delivered twice is
+stored once (the broker inserts a second row).
 """
 
 from __future__ import annotations
@@ -32,20 +44,26 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from memphis_sync.broker import rules
 from memphis_sync.broker.context import BrokerContext
 from memphis_sync.broker.metadata import MetadataStore
-from memphis_sync.errors import ConsumerNameInUseError, MemphisError, StreamNameInUseError
-from memphis_sync.jetstream import JetStream
+from memphis_sync.errors import (
+    ConsumerNameInUseError,
+    MemphisError,
+    MessageNotFoundError,
+    StreamNameInUseError,
+    StreamNotFoundError,
+)
+from memphis_sync.jetstream import JetStream, MsgMetadata
 from memphis_sync.jetstream.types import ConsumerConfig, StreamConfig
 from memphis_sync.nats.connection import Connection
 from memphis_sync.nats.protocol import Msg
 
-__all__ = ["DeadLetters", "DLS_SUBJECTS", "list_dls_remote"]
+__all__ = ["DeadLetters", "DLS_SUBJECTS", "list_dls_remote", "schema_failure_id"]
 
 logger = logging.getLogger(__name__)
 
-#: Subject → (queue group, handler method); the queue groups are the broker's (§3.1).
+#: Subject → (queue group, handler method) of the plain subscriptions; the queue group is the
+#: broker's (§3.1). ``$memphis_nacked_dls`` and ``$memphis_schemaverse_dls`` are captured by the
+#: relay streams instead (:mod:`memphis_sync.broker.handlers.dls_relay`).
 DLS_SUBJECTS: Dict[str, Tuple[str, str]] = {
-    "$memphis_nacked_dls": ("$memphis_nacked_dls_group", "_on_nacked"),
-    "$memphis_schemaverse_dls": ("$memphis_schemaverse_dls_group", "_on_schemaverse"),
     "$memphis_pm_acks": ("$memphis_pm_acks_group", "_on_pm_ack"),
 }
 #: The advisory stream, its durable and where the durable pushes to (§9.1).
@@ -72,7 +90,7 @@ class DeadLetters:
         self._ctx = ctx
 
     def subscribe(self) -> List[Any]:
-        """Set up the advisory stream and subscribe to the DLS subjects; return the subscriptions.
+        """Set up the advisory stream and subscribe to :data:`DLS_SUBJECTS`; return the subscriptions.
 
         The advisory stream gets the context's ``metadata_replicas``.
         """
@@ -132,11 +150,17 @@ class DeadLetters:
         time_sent: Optional[float],
         validation_error: str,
     ) -> bool:
-        """Create or update a record; True if it is new (then it is forwarded to the DLS station)."""
+        """Create or update a record; True if it is new (then it is forwarded to the DLS station
+        first). A schema record that exists is the same failure delivered again: left alone."""
         key = f"dls.{rules.internal_name(station['name'])}.{record_id}"
         meta = self._ctx.metadata
         record = meta.get(key)
         new = record is None
+        if record is not None and message_type == "schema":
+            logger.debug("DLS: schema failure %s of %s is stored already", record_id, station["name"])
+            return False
+        if record is not None and (not cg or cg in record["poisoned_cgs"]) and validation_error in ("", record["validation_error"]):
+            return False  # the same dead letter again: nothing to change
         if record is None:
             record = {
                 "id": record_id,
@@ -160,9 +184,9 @@ class DeadLetters:
         if validation_error:
             record["validation_error"] = validation_error
         record["updated_at"] = time.time()
-        meta.put(key, record)
         if new:
             self._forward(station, data, headers, "unacked" if message_type == "poison" else "failed_schema")
+        meta.put(key, record)
         return new
 
     def _forward(self, station: Mapping[str, Any], data: bytes, headers: Dict[str, str], kind: str) -> None:
@@ -180,9 +204,11 @@ class DeadLetters:
             logger.warning("DLS forward of a %s message from %s to %s failed: %s", kind, station["name"], target_name, exc)
 
     def _read(self, stream: str, seq: int) -> Optional[Any]:
+        """The message at ``seq``, or None if it (or its stream) is gone; other errors raise, so
+        that the event is delivered again."""
         try:
             return self._ctx.jetstream.get_msg(stream, seq)
-        except MemphisError as exc:
+        except (MessageNotFoundError, StreamNotFoundError) as exc:
             logger.warning("DLS: cannot read %s seq %d: %s", stream, seq, exc)
             return None
 
@@ -216,7 +242,17 @@ class DeadLetters:
             time_sent=msg.time.timestamp() if msg.time else None, validation_error="",
         )
 
-    def _on_nacked(self, event: Dict[str, Any]) -> None:
+    def store_nacked(self, event: Dict[str, Any], delivery: Optional[MsgMetadata] = None) -> None:
+        """Store a ``$memphis_nacked_dls`` event (§9.3) as the poison record of its message.
+
+        Args:
+            event: The event the consumer sent.
+            delivery: The relay stream's metadata of the event (unused: the record id is the
+                message's poison id, the same on every delivery).
+
+        Raises:
+            MemphisError: The metadata store or the station stream could not be read or written.
+        """
         partition = int(event.get("partition") or 0)
         if partition == 0:  # §15.20: required
             logger.warning("DLS: $memphis_nacked_dls without a partition: %r", event)
@@ -238,7 +274,18 @@ class DeadLetters:
             validation_error=str(event.get("error") or ""),
         )
 
-    def _on_schemaverse(self, event: Dict[str, Any]) -> None:
+    def store_schema_failure(self, event: Dict[str, Any], delivery: Optional[MsgMetadata] = None) -> None:
+        """Store a ``$memphis_schemaverse_dls`` event (§9.4) as a schema record.
+
+        Args:
+            event: The event the producer sent.
+            delivery: The relay stream's metadata of the event: the record id is
+                :func:`schema_failure_id` of it and ``time_sent`` its store time, the same on every
+                delivery. Without it (a direct call) the id and time are now's.
+
+        Raises:
+            MemphisError: The metadata store could not be read or written.
+        """
         internal = str(event.get("station_name") or "")
         station = self._ctx.metadata.get(f"station.{internal}")
         if station is None:
@@ -250,10 +297,12 @@ class DeadLetters:
             data = str(message.get("data") or "").encode()
         headers = {str(k): str(v) for k, v in (message.get("headers") or {}).items()}
         producer = (event.get("producer") or {}).get("name") or "unknown"
+        stored_ns = delivery.timestamp_ns if delivery is not None else time.time_ns()
+        record_id = schema_failure_id(stored_ns, delivery.stream_seq if delivery is not None else 0)
         self._store(
-            station, time.time_ns() // 1000, message_type="schema", seq=0,
+            station, record_id, message_type="schema", seq=0,
             partition=int(event.get("partition_number") or 0), cg=None, producer=producer, data=data,
-            headers=headers, time_sent=time.time(), validation_error=str(event.get("validation_error") or ""),
+            headers=headers, time_sent=stored_ns / 1e9, validation_error=str(event.get("validation_error") or ""),
         )
 
     def _on_pm_ack(self, event: Dict[str, Any]) -> None:
@@ -333,6 +382,14 @@ def _poison_id(partition: int, seq: int) -> int:
     """The id of a station's poison record: one per (partition, sequence), an int as the SDKs
     expect in ``$memphis_pm_id``."""
     return partition * 1_000_000_000_000 + seq
+
+
+def schema_failure_id(stored_ns: int, relay_seq: int) -> int:
+    """The id of a schema record: the microsecond at which the relay stream stored the failure,
+    times 1000, plus its relay sequence modulo 1000. The same on every delivery of the failure,
+    distinct for two failures (the same microsecond and sequences 1000 apart cannot both happen),
+    and far above the poison ids (:func:`_poison_id`) of the most partitions a station can have."""
+    return (stored_ns // 1000) * 1000 + relay_seq % 1000
 
 
 def _records(meta: MetadataStore, station: str) -> List[Dict[str, Any]]:
