@@ -182,7 +182,7 @@ class Consumer:
         """The partition ``key`` maps to (murmur3, seed 31, as every official SDK).
 
         Raises:
-            MemphisValueError: a key that is not a UTF-8 ``str``.
+            MemphisValueError: a key that is not a UTF-8 ``str`` (or bytes).
         """
         return partition_for_key(key, self.partitions)
 

@@ -319,7 +319,7 @@ class Producer:
         """The partition ``key`` maps to (murmur3, seed 31, as every official SDK).
 
         Raises:
-            MemphisValueError: a key that is not a UTF-8 ``str``, or a multi-station or
+            MemphisValueError: a key that is not a UTF-8 ``str`` (or bytes), or a multi-station or
                 unpartitioned producer.
         """
         return partition_for_key(key, self._partition_list())

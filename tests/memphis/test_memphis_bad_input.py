@@ -154,7 +154,7 @@ def _cases() -> List[Tuple[str, Callable[[Env], Any], Any, type]]:
     add("Memphis.produce.message", [object(), {"a": object()}], lambda e, v: e.memphis.produce("badin", "bp", v), (Memphis.producer, Producer.produce), MemphisMessageTypeError)
     add("Memphis.produce.msg_id", ["a\r\nb"], lambda e, v: e.memphis.produce("badin", "bp", b"x", msg_id=v), (Memphis.producer, Producer.produce), MemphisHeaderError)
     add("Producer.flush.timeout", BAD_TIMEOUTS, lambda e, v: e.producer.flush(timeout=v), Producer.flush)
-    add("Producer.get_partition_from_key", [5, None, b"k", "\ud800"], lambda e, v: e.producer.get_partition_from_key(v), Producer.get_partition_from_key)
+    add("Producer.get_partition_from_key", [5, None, 1.5, "\ud800"], lambda e, v: e.producer.get_partition_from_key(v), Producer.get_partition_from_key)
     add("Producer.validate_partition_number", [0, 2, "1", None, 1.5], lambda e, v: e.producer.validate_partition_number(v), Producer.validate_partition_number)
     add("consumer.station_name", BAD_NAMES, lambda e, v: e.memphis.consumer(v, "bc"), Memphis.consumer)
     add("consumer.consumer_name", BAD_NAMES, lambda e, v: e.memphis.consumer("badin", v), Memphis.consumer)
