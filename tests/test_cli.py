@@ -213,8 +213,18 @@ def test_stations_list_inspect_json_and_missing(memphis_broker):
     assert row.split()[1:4] == ["1", "message_age_sec", "3600"] and "readers" in row
     code, out, _ = _run("stations", station, "--json", *conn)
     [info] = json.loads(out)
-    assert (info["name"], info["messages"], info["partitions"]) == (station, 2, 1)
+    assert (info["name"], info["messages"], info["partitions"], info["dead_letters"]) == (station, 2, 1, 0)
     assert info["consumer_groups"] == {"readers": {"unread": 1, "unacked": 0, "redelivered": 0}}
+    import memphis_sync
+
+    with memphis_sync.connect(**memphis_broker.connect_kwargs()) as memphis:
+        [msg] = memphis.consumer(station, "r2", consumer_group="readers").fetch(batch_size=1)
+        msg.dead_letter("cannot parse")
+
+    def dead_letters() -> object:
+        return json.loads(_run("stations", station, "--json", *conn)[1])[0]["dead_letters"]
+
+    assert wait_until(lambda: dead_letters() == 1, timeout=10)
     code, out, err = _run("stations", station, "no-such-station", *conn)
     assert code == 1 and f"station {station}" in out and "no station 'no-such-station'" in err
 

@@ -18,7 +18,7 @@ from ..demo import run_load
 from ..demo_report import DemoResult, percentile
 from ..errors import MemphisError, MemphisValueError
 from ..jetstream import JetStream
-from . import options
+from . import cmd_demo, options
 from .cmd_produce import _text
 from .cmd_stations import format_table, station_streams
 from .progress import Progress
@@ -109,15 +109,9 @@ def plot(result: DemoResult, path: str) -> None:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: TextIO, err: TextIO) -> int:
     """Run ``bench``; returns the exit code (0: every message produced and consumed once)."""
-    for name in ("messages", "producers", "consumers", "partitions"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1")
-    if args.size < 32:
-        parser.error("--size must be >= 32")
-    if args.messages < args.producers:
-        parser.error("--messages must be >= --producers")
-    if args.timeout is not None and not args.timeout > 0:
-        parser.error("--timeout must be > 0")
+    cmd_demo.check(args, parser)  # the same load options as the demo
+    if args.partitions < 1:
+        parser.error("--partitions must be >= 1")
     shown = Progress(out, err)
     caught: List[int] = []
     try:

@@ -2,7 +2,9 @@
 
 Read from JetStream over the client connection (a station is one stream per partition, named
 ``<internal name>$<partition>``, or one stream named after it on old brokers): partitions,
-retention, storage, messages, bytes, consumer groups with what each still has to read.
+retention, storage, messages, bytes, consumer groups with what each still has to read, and the
+dead-letter count where the broker lets a client read it (a memphis-sync local broker; a
+Memphis broker keeps dead letters in its database: shown as ``-``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from typing import Any, Dict, List, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from ..errors import MemphisError, StreamNotFoundError
 from ..jetstream import JetStream
@@ -69,6 +71,7 @@ def describe_station(js: JetStream, name: str, streams: Sequence[str]) -> Dict[s
             group["redelivered"] += info.num_redelivered
     return {
         "name": name,
+        "dead_letters": _dead_letters(js, name),
         "partitions": len(infos) if _PARTITION.fullmatch(streams[0]) else 0,
         "retention": _retention(first),
         "storage": first.config.storage.value,
@@ -82,6 +85,17 @@ def describe_station(js: JetStream, name: str, streams: Sequence[str]) -> Dict[s
         ],
         "consumer_groups": groups,
     }
+
+
+def _dead_letters(js: JetStream, name: str) -> Optional[int]:
+    """The station's dead-letter count when the broker is a memphis-sync local broker (whose
+    records are readable over NATS), else None (a Memphis broker keeps them in its database)."""
+    from ..broker.handlers.dls import dls_records
+
+    try:
+        return len(dls_records(js, name))
+    except MemphisError:  # no metadata stream: another broker
+        return None
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -116,10 +130,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: TextIO, 
     else:
         rows = [
             (s["name"], s["partitions"], s["retention"], s["storage"], s["messages"], s["bytes"],
-             ",".join(sorted(s["consumer_groups"])) or "-")
+             "-" if s["dead_letters"] is None else s["dead_letters"], ",".join(sorted(s["consumer_groups"])) or "-")
             for s in found
         ]
-        print(format_table(("STATION", "PARTITIONS", "RETENTION", "STORAGE", "MESSAGES", "BYTES", "CONSUMER GROUPS"), rows), file=out)
+        print(format_table(("STATION", "PARTITIONS", "RETENTION", "STORAGE", "MESSAGES", "BYTES", "DLS", "CONSUMER GROUPS"),
+                           rows), file=out)
     for name in missing:
         print(f"memphis-sync stations: no station {name!r}", file=err, flush=True)
     return 1 if missing else 0
@@ -127,7 +142,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: TextIO, 
 
 def _print_station(station: Dict[str, Any], out: TextIO) -> None:
     print(f"station {station['name']}", file=out)
-    for key in ("partitions", "retention", "storage", "replicas", "idempotency_window_ms", "messages", "bytes"):
+    for key in ("partitions", "retention", "storage", "replicas", "idempotency_window_ms", "messages", "bytes", "dead_letters"):
         print(f"  {key.replace('_', ' ')}: {station[key]}", file=out)
     rows = [(p["stream"], p["messages"], p["first_seq"], p["last_seq"]) for p in station["partition_details"]]
     print("\n".join("  " + line for line in format_table(("STREAM", "MESSAGES", "FIRST SEQ", "LAST SEQ"), rows).splitlines()), file=out)

@@ -91,6 +91,11 @@ class Requester:
                 f"host must be a host name or address, without credentials ({redact_url(host)!r}); "
                 "pass connection_token= or password= instead"
             )
+        if "://" in host:  # nats://, tls://, memphis://: a URL where a host name goes
+            raise MemphisConnectError(
+                f"host must be a host name or address, not a URL ({host!r}): pass host= and port=, or use "
+                "memphis_sync.from_url('memphis://USER:TOKEN@HOST:PORT')"
+            )
         if host.count(":") == 1:
             raise MemphisConnectError(f"host must not include a port ({host!r}); pass port= instead")
         if not isinstance(username, str) or not username:

@@ -240,6 +240,13 @@ def test_connect_host_with_port_is_refused():
         memphis_sync.connect("http://localhost:6666", "root", connection_token="t")
 
 
+@pytest.mark.parametrize("host", ["nats://localhost:6666", "tls://localhost", "memphis://localhost:6666", "nats://localhost"])
+def test_connect_host_as_a_url_says_what_to_do(host):
+    with pytest.raises(MemphisConnectError, match="not a URL .*from_url") as bad:
+        memphis_sync.connect(host, "root", connection_token="t")
+    assert host in str(bad.value)
+
+
 def test_one_memphis_prefix_also_when_an_error_quotes_another():
     from memphis_sync.errors import MemphisConnectError, NetworkError
 

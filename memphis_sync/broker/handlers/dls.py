@@ -397,6 +397,16 @@ def _records(meta: MetadataStore, station: str) -> List[Dict[str, Any]]:
     return sorted(records, key=lambda r: r["created_at"])
 
 
+def dls_records(js: JetStream, station: str) -> List[Dict[str, Any]]:
+    """The dead-letter records of ``station`` kept by a local broker, read over any connection
+    of a user allowed to read its metadata stream.
+
+    Raises:
+        StreamNotFoundError: the broker keeps no such metadata (not a memphis-sync local broker).
+    """
+    return _records(MetadataStore(js), station)
+
+
 def list_dls_remote(
     servers: Union[str, Sequence[str]],
     station: str,
@@ -418,6 +428,6 @@ def list_dls_remote(
     conn = Connection(servers, name=f"memphis-sync-dls-cli::{username}", token=token, user=user, password=password)
     conn.connect()
     try:
-        return _records(MetadataStore(JetStream(conn)), station)
+        return dls_records(JetStream(conn), station)
     finally:
         conn.close()
