@@ -16,7 +16,7 @@ from typing import Any, Optional, overload
 
 from .errors import LocalProtocolError
 
-__all__ = ["deadline_after", "left", "check_timeout", "describe"]
+__all__ = ["deadline_after", "left", "check_timeout", "check_wait", "describe"]
 
 #: Longest single wait handed to a ``threading`` primitive (it raises OverflowError beyond).
 _MAX_WAIT = min(threading.TIMEOUT_MAX, 7 * 24 * 3600.0)
@@ -33,6 +33,21 @@ def check_timeout(timeout: Any, what: str = "timeout", *, error: type = LocalPro
     if timeout >= _MAX_WAIT:
         return None
     return float(timeout)
+
+
+def check_wait(value: Any, what: str, *, above_zero: bool = False, error: type = LocalProtocolError) -> float:
+    """A number of seconds for an interval option (a connect timeout, a ping interval, a
+    reconnect wait): refused as :func:`check_timeout` refuses, and ``0`` too with
+    ``above_zero``; ``inf`` and anything beyond the longest wait become that longest wait
+    (about a week), so no primitive ever gets a value it would raise ``OverflowError`` for."""
+    seconds = check_timeout(value, what, error=error)
+    if seconds is None:
+        if value is None:
+            raise error(f"{what} must be a number of seconds, got None")
+        return _MAX_WAIT
+    if above_zero and seconds <= 0:
+        raise error(f"{what} must be a number of seconds > 0, got {value!r}")
+    return seconds
 
 
 def deadline_after(timeout: Any, what: str = "timeout", *, error: type = LocalProtocolError) -> Optional[float]:

@@ -17,7 +17,7 @@ from .. import _defaults
 from .._timeouts import check_timeout
 from ..errors import JetStreamNotEnabledError, LocalProtocolError, NoRespondersError, jetstream_error
 from ..nats.connection import Connection
-from ..nats.protocol.encoder import validate_publish_subject
+from ..nats.protocol.encoder import check_int, validate_publish_subject, validate_subject
 from .publish import Publisher
 from .pull import PullSubscription, RawStreamMsg
 from .types import ConsumerConfig, ConsumerInfo, StreamConfig, StreamInfo, _decode, validate_name
@@ -39,6 +39,9 @@ class JetStream(Publisher):
             (``_defaults.JS_PUB_MAX_PENDING``).
         max_block: longest ``publish_async`` waits for room in a full window, in seconds
             (default: the connection's ``max_block``; None = no limit).
+
+    Raises:
+        LocalProtocolError: a bad prefix, ``timeout``, ``max_pending`` or ``max_block``.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class JetStream(Publisher):
         """Create a stream (idempotent for an identical config).
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             StreamNameInUseError: a stream with that name and another config exists.
         """
         config = self._stream_config(config, kwargs)
@@ -103,6 +107,7 @@ class JetStream(Publisher):
         """Change a stream's configuration.
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             StreamNotFoundError: no such stream.
         """
         config = self._stream_config(config, kwargs)
@@ -118,6 +123,7 @@ class JetStream(Publisher):
         """A stream's configuration and state.
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             StreamNotFoundError: no such stream.
         """
         validate_name(name, "stream name")
@@ -127,6 +133,7 @@ class JetStream(Publisher):
         """Delete a stream and its messages.
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             StreamNotFoundError: no such stream.
         """
         validate_name(name, "stream name")
@@ -138,7 +145,13 @@ class JetStream(Publisher):
         return int(self.api_request(f"STREAM.PURGE.{name}").get("purged", 0))
 
     def stream_names(self, subject: Optional[str] = None) -> List[str]:
-        """Names of all streams, or of the ones that capture ``subject``."""
+        """Names of all streams, or of the ones that capture ``subject``.
+
+        Raises:
+            LocalProtocolError: a bad ``subject`` (nothing was sent).
+        """
+        if subject is not None:
+            validate_subject(subject)
         names: List[str] = []
         offset = 0
         while True:
@@ -174,16 +187,26 @@ class JetStream(Publisher):
 
         Raises:
             MessageNotFoundError: nothing stored there.
+            LocalProtocolError: a bad stream name, ``seq`` or subject (nothing was sent).
         """
         validate_name(stream, "stream name")
         if (seq is None) == (last_by_subject is None):
             raise LocalProtocolError("give exactly one of seq or last_by_subject")
+        if seq is not None:
+            check_int(seq, "seq", 1)
+        else:
+            validate_subject(last_by_subject)  # type: ignore[arg-type]
         body: Dict[str, Any] = {"seq": seq} if seq is not None else {"last_by_subj": last_by_subject}
         return RawStreamMsg.from_response(self.api_request(f"STREAM.MSG.GET.{stream}", body)["message"])
 
     def delete_msg(self, stream: str, seq: int) -> None:
-        """Delete one stored message."""
+        """Delete one stored message.
+
+        Raises:
+            LocalProtocolError: a bad stream name or ``seq`` (nothing was sent).
+        """
         validate_name(stream, "stream name")
+        check_int(seq, "seq", 1)
         self.api_request(f"STREAM.MSG.DELETE.{stream}", {"seq": seq})
 
     def add_consumer(
@@ -203,6 +226,7 @@ class JetStream(Publisher):
         Raises:
             StreamNotFoundError: no such stream.
             ConsumerNameInUseError: exists with another configuration (``action="create"``).
+            LocalProtocolError: a bad name or config value (nothing was sent).
         """
         validate_name(stream, "stream name")
         if isinstance(config, ConsumerConfig):
@@ -231,6 +255,7 @@ class JetStream(Publisher):
         """A consumer's configuration and state.
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             ConsumerNotFoundError: no such consumer.
         """
         validate_name(stream, "stream name")
@@ -241,6 +266,7 @@ class JetStream(Publisher):
         """Delete a consumer (its position is lost).
 
         Raises:
+            LocalProtocolError: a bad name (nothing was sent).
             ConsumerNotFoundError: no such consumer.
         """
         validate_name(stream, "stream name")
@@ -248,7 +274,11 @@ class JetStream(Publisher):
         self.api_request(f"CONSUMER.DELETE.{stream}.{name}")
 
     def pull_subscribe(self, stream: str, consumer: str) -> PullSubscription:
-        """Bind to an existing pull consumer; fetch from the returned subscription."""
+        """Bind to an existing pull consumer; fetch from the returned subscription.
+
+        Raises:
+            LocalProtocolError: a bad stream or consumer name (nothing was sent).
+        """
         validate_name(stream, "stream name")
         validate_name(consumer, "consumer name")
         return PullSubscription(self.conn, self.prefix, stream, consumer)

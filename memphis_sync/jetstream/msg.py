@@ -161,13 +161,13 @@ class JsMsg:
 
         Raises:
             MessageAlreadyAckedError: ack, nak or term was already sent.
-            LocalProtocolError: ``delay`` is negative.
+            LocalProtocolError: ``delay`` is negative, not finite or not a number.
         """
         if delay is None:
             self._terminal(_NAK)
             return
-        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
-            raise LocalProtocolError(f"nak delay must be a number of seconds >= 0, got {delay!r}")
+        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not 0 <= delay < 9e9:  # NaN and inf too
+            raise LocalProtocolError(f"nak delay must be a finite number of seconds >= 0, got {delay!r}")
         self._terminal(_NAK + b" " + json.dumps({"delay": int(delay * 1e9)}).encode())
 
     def in_progress(self) -> None:

@@ -39,6 +39,7 @@ from ..errors import (
     jetstream_error,
 )
 from ..nats.connection import Connection, HeadersLike
+from ..nats.protocol import check_int
 from ..nats.protocol.events import Msg
 from ..nats.protocol.headers import Headers
 from ._future import LazyFuture
@@ -56,6 +57,7 @@ _HDR_EXPECTED_STREAM = "Nats-Expected-Stream"
 _HDR_EXPECTED_LAST_SEQ = "Nats-Expected-Last-Sequence"
 _HDR_EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
 _HDR_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+_INT_HEADERS = (_HDR_EXPECTED_LAST_SEQ, _HDR_EXPECTED_LAST_SUBJECT_SEQ)
 
 
 def _pub_ack(msg: Msg, subject: str) -> PubAck:
@@ -142,8 +144,7 @@ class Publisher:
 
     def _init_publisher(self, conn: Connection, max_pending: int, max_block: Union[float, None, str]) -> None:
         """Check the window options and set up the window, the timer state and the exit hook."""
-        if type(max_pending) is not int or max_pending < 1:
-            raise LocalProtocolError(f"max_pending must be an int >= 1, got {max_pending!r}")
+        check_int(max_pending, "max_pending", 1)
         self.max_block: Optional[float] = conn.max_block if max_block == "connection" else check_timeout(max_block, "max_block")
         self.max_pending = max_pending
         self._inflight: Dict[int, _AckSlot] = {}
@@ -185,7 +186,11 @@ class Publisher:
         out = Headers(headers) if headers else Headers()
         for name, value in extra:
             if value is not None:
-                out[name] = str(value)
+                if name in _INT_HEADERS:  # a sequence: an int, sent as its digits
+                    value = str(check_int(value, name, 0))
+                elif not isinstance(value, str):
+                    raise LocalProtocolError(f"{name} must be a str, got {type(value).__name__}: {value!r}")
+                out[name] = value
         return out
 
     def publish(
@@ -215,6 +220,7 @@ class Publisher:
                 ``inf``: no limit).
 
         Raises:
+            LocalProtocolError: a bad subject, payload, header, ``msg_id`` or ``timeout`` (nothing was sent).
             NoStreamResponseError: no stream answered after the retries.
             WrongLastSequenceError / JetStreamError: the stream refused the message.
             RequestTimeout: no ack in time (the message may or may not be stored; publish
@@ -354,6 +360,7 @@ class Publisher:
         """Wait until every pipelined publish made so far has resolved (acked or failed).
 
         Raises:
+            LocalProtocolError: a bad ``timeout``.
             RequestTimeout: some are still in flight after ``timeout`` seconds.
         """
         deadline = deadline_after(timeout)

@@ -35,6 +35,7 @@ from ..errors import (
     MessageTimeout,
     SubscriptionClosedError,
 )
+from ..nats.protocol import check_int
 from ..nats.protocol.events import Msg
 from ..nats.protocol.headers import Headers
 from ..nats.protocol.parser import Parser
@@ -152,13 +153,12 @@ class PullSubscription:
             JetStreamError: the server refused the request (e.g. batch over its limit).
             LocalProtocolError: bad arguments.
         """
-        if type(batch) is not int or batch < 1:
-            raise LocalProtocolError(f"batch must be an int >= 1, got {batch!r}")
+        check_int(batch, "batch", 1)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
             raise LocalProtocolError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
-        if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 1):
-            raise LocalProtocolError(f"max_bytes must be an int >= 1, got {max_bytes!r}")
-        if heartbeat is not None and not 0 < heartbeat <= timeout / 2:
+        if max_bytes is not None:
+            check_int(max_bytes, "max_bytes", 1)
+        if heartbeat is not None and (isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not 0 < heartbeat <= timeout / 2):
             raise LocalProtocolError(f"heartbeat must be > 0 and at most half the timeout, got {heartbeat!r}")
         conn = self._conn
         sub = self._sub

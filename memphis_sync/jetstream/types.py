@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional
 import attrs
 
 from ..errors import LocalProtocolError, RemoteProtocolError
+from ..nats.protocol import INT_MAX, check_int, validate_subject
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..nats.protocol.events import Msg
@@ -135,23 +136,31 @@ def _enum(cls: Any) -> Any:
     return convert
 
 
+#: Longest duration a config may give: its nanoseconds must fit the server's int64.
+_MAX_SECONDS = INT_MAX / 1e9
+
+
 def _int_min(minimum: int) -> Any:
     def check(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
-        if type(value) is not int or value < minimum:
-            raise LocalProtocolError(f"{attribute.name} must be an int >= {minimum}, got {value!r}")
+        check_int(value, attribute.name, minimum)  # bounded to the server's int64 too
 
     return check
 
 
 def _non_negative(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise LocalProtocolError(f"{attribute.name} must be a number >= 0, got {value!r}")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < _MAX_SECONDS:  # NaN fails too
+        raise LocalProtocolError(f"{attribute.name} must be a finite number of seconds >= 0, got {value!r}")
 
 
 def _subjects(value: Any) -> List[str]:
     if isinstance(value, str):
-        return [value]
-    return list(value or [])
+        value = [value]
+    elif not isinstance(value, (list, tuple)) and value is not None:
+        raise LocalProtocolError(f"subjects must be a str or a list of str, got {type(value).__name__}")
+    subjects = list(value or [])
+    for subject in subjects:
+        validate_subject(subject)
+    return subjects
 
 
 @attrs.frozen(kw_only=True)

@@ -15,9 +15,7 @@ thread its own consumer (or share one through ``consume()``).
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
-import warnings
 from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 from .. import _defaults
@@ -26,11 +24,10 @@ from .._timeouts import deadline_after, left
 from ..errors import ConnectionClosedError, MemphisConnectError, MemphisValueError
 from ..jetstream import JetStream
 from ..nats.connection import Connection
-from .consumer import Consumer, open_consumer
-from .consumer import creation_fields as consumer_creation_fields
+from .consumer import Consumer, creation_fields, open_consumer
 from .message import MessageBatch
 from .producer import Producer, open_producer
-from .registry import Registry, registry_key
+from .registry import Registry, registry_key, with_random_suffix
 from .requester import APP_ID, Requester, normalize_host
 from .schema_calls import _SchemaCalls
 from .schemaverse import validate_schema_name
@@ -39,7 +36,7 @@ from .state import StationCache
 from .station import Retention, Station, Storage
 from .station import creation_body as station_creation_body
 from .url import merge_url
-from .validate import check_batch_size, check_int, internal_name, validate_name
+from .validate import check_batch_size, check_int, check_str, internal_name, validate_name
 
 if TYPE_CHECKING:  # pragma: no cover
 
@@ -145,7 +142,7 @@ class Memphis(_Shortcuts, _SchemaCalls):
         Raises:
             MemphisConnectError: bad credentials choice, TLS files, or the broker could not be
                 reached / refused us (the cause is chained).
-            MemphisValueError: a bad numeric argument.
+            MemphisValueError: a bad argument (type or value; nothing is dialled).
         """
         if self._conn is not None:
             raise MemphisConnectError("this Memphis object is already connected; create a new one")
@@ -247,7 +244,7 @@ class Memphis(_Shortcuts, _SchemaCalls):
 
         Raises:
             MemphisValueError: a bad argument (nothing was sent).
-            MemphisRequestError: the broker refused.
+            MemphisRequestError / ConnectionClosedError: the broker refused, or the connection is closed.
         """
         body = station_creation_body(
             name, retention_type, retention_value, storage_type, replicas, idempotency_window_ms, schema_name,
@@ -259,12 +256,20 @@ class Memphis(_Shortcuts, _SchemaCalls):
         return Station(name.lower(), requester, stations)
 
     def unset_cached_producer_station(self, station_name: str) -> None:
-        """Forget this connection's cached producers of a station (they are not destroyed)."""
-        self._registry.unset_producers_of(internal_name(station_name))
+        """Forget this connection's cached producers of a station (they are not destroyed).
+
+        Raises:
+            MemphisValueError: ``station_name`` is not a str.
+        """
+        self._registry.unset_producers_of(internal_name(check_str(station_name, "station_name")))
 
     def unset_cached_consumer_station(self, station_name: str) -> None:
-        """Forget this connection's cached consumers of a station (they are not destroyed)."""
-        self._registry.unset_consumers_of(internal_name(station_name))
+        """Forget this connection's cached consumers of a station (they are not destroyed).
+
+        Raises:
+            MemphisValueError: ``station_name`` is not a str.
+        """
+        self._registry.unset_consumers_of(internal_name(check_str(station_name, "station_name")))
 
     def schema_name_validation(self, schema_name: str) -> None:
         """Check a schema name with the SDK's client-side rules.
@@ -275,7 +280,12 @@ class Memphis(_Shortcuts, _SchemaCalls):
         validate_schema_name(schema_name)
 
     def send_notification(self, title: str, msg: str, failed_msg: str, not_type: str) -> None:
-        """Publish an alert to ``$memphis_notifications`` (§11.3)."""
+        """Publish an alert to ``$memphis_notifications`` (§11.3).
+
+        Raises:
+            MemphisValueError: an argument is not a str (nothing was sent).
+            ConnectionClosedError: the connection is closed.
+        """
         self._plane()[0].notify(title, msg, failed_msg, not_type)
 
     # -- producers -----------------------------------------------------------------------
@@ -296,8 +306,8 @@ class Memphis(_Shortcuts, _SchemaCalls):
             timeout_retries: re-sends when the broker does not answer in 20 s.
 
         Raises:
-            MemphisValueError: a bad name (nothing was sent).
-            MemphisRequestError: the broker refused.
+            MemphisValueError: a bad name or ``generate_random_suffix`` (nothing was sent).
+            MemphisRequestError / ConnectionClosedError: the broker refused, or the connection is closed.
         """
         real_name = validate_name(producer_name, "Producer")
         if isinstance(station_name, (list, tuple)):
@@ -311,8 +321,7 @@ class Memphis(_Shortcuts, _SchemaCalls):
                 stations=stations, registry=self._registry, js=self._js,
             )
         validate_name(station_name, "Station")
-        if generate_random_suffix:
-            producer_name = _with_random_suffix(producer_name)
+        producer_name = with_random_suffix(producer_name, generate_random_suffix)
         requester, stations = self._plane()
         return open_producer(requester, stations, self._registry, self._js, station_name, producer_name, real_name, timeout_retries)
 
@@ -351,15 +360,14 @@ class Memphis(_Shortcuts, _SchemaCalls):
 
         Raises:
             MemphisValueError: a bad argument (nothing was sent).
-            MemphisRequestError: the broker refused.
+            MemphisRequestError / ConnectionClosedError: the broker refused, or the connection is closed.
         """
-        fields = consumer_creation_fields(
+        fields = creation_fields(
             station_name, consumer_name, consumer_group, pull_interval_ms, batch_size, batch_max_time_to_wait_ms,
             max_ack_time_ms, max_msg_deliveries, start_consume_from_sequence, last_messages,
         )
         real_name = consumer_name.lower()
-        if generate_random_suffix:
-            consumer_name = _with_random_suffix(consumer_name)
+        consumer_name = with_random_suffix(consumer_name, generate_random_suffix)
         requester, stations = self._plane()
         return open_consumer(
             requester, stations, self._registry, self._js, station_name, consumer_name, real_name, fields,
@@ -386,7 +394,7 @@ class Memphis(_Shortcuts, _SchemaCalls):
         """Fetch one batch through this connection's consumer of that name (created on first use).
 
         Raises:
-            MemphisValueError / MemphisRequestError: as :meth:`consumer` and :meth:`Consumer.fetch`.
+            MemphisValueError / MemphisRequestError / ConnectionClosedError: as :meth:`consumer` and :meth:`Consumer.fetch`.
         """
         if self._conn is None or self._conn.is_closed():
             raise ConnectionClosedError("Cant fetch messages without being connected!")
@@ -404,15 +412,6 @@ class Memphis(_Shortcuts, _SchemaCalls):
             batch_size, consumer_partition_key=consumer_partition_key,
             consumer_partition_number=consumer_partition_number, prefetch=prefetch,
         )
-
-
-def _with_random_suffix(name: str) -> str:
-    warnings.warn(
-        "Deprecation warning: generate_random_suffix will be stopped to be supported after November 1'st, 2023.",
-        DeprecationWarning, stacklevel=3,
-    )
-    return f"{name}_{secrets.token_hex(4)}"
-
 
 #: The defaults of :func:`connect`'s arguments (an argument at its default does not override a URL).
 _CONNECT_DEFAULTS = {

@@ -34,13 +34,13 @@ from ..jetstream import JetStream
 from ..jetstream.pull import PullSubscription
 from ..jetstream.types import ConsumerConfig
 from ..nats.protocol import Msg
-from .durable import deliver_policy
+from .durable import check_start, deliver_policy
 from .message import Message, MessageBatch
 from .partition import check_partition_args, check_partition_number, partition_for_key, pick_partition
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
-from .validate import check_batch_size, check_int, internal_name, validate_name, validate_optional_name
+from .validate import check_batch_size, check_bool, check_int, internal_name, validate_name, validate_optional_name
 
 #: A pass of fetch() with less than this left is not started (a pull needs a positive expiry).
 _MIN_PULL_WAIT = 0.005
@@ -179,7 +179,11 @@ class Consumer:
         js.add_consumer(stream, config, legacy_durable_api=True)
 
     def get_partition_from_key(self, key: str) -> int:
-        """The partition ``key`` maps to (murmur3, seed 31, as every official SDK)."""
+        """The partition ``key`` maps to (murmur3, seed 31, as every official SDK).
+
+        Raises:
+            MemphisValueError: a key that is not a UTF-8 ``str`` (or bytes).
+        """
         return partition_for_key(key, self.partitions)
 
     def validate_partition_number(self, partition_number: int, station_name: Optional[str] = None) -> None:
@@ -229,6 +233,7 @@ class Consumer:
         """
         batch = self.batch_size if batch_size is None else check_batch_size(batch_size)
         check_partition_args(consumer_partition_key, consumer_partition_number)
+        check_bool(prefetch, "prefetch")
         if self._destroyed:
             raise MemphisError(f"consumer {self.consumer_name!r} was destroyed")
         out = _take(self._dls, batch)
@@ -323,10 +328,11 @@ class Consumer:
         :meth:`stop_consuming`, :meth:`destroy` or when the connection closes.
 
         Raises:
+            MemphisValueError: a callback that is not callable, or a bad partition choice.
             MemphisError: already consuming, or destroyed.
         """
         if not callable(callback):
-            raise MemphisError(f"callback must be callable, got {callback!r}")
+            raise MemphisValueError(f"callback must be callable, got {callback!r}")
         check_partition_args(consumer_partition_key, consumer_partition_number)
         if self._destroyed:
             raise MemphisError(f"consumer {self.consumer_name!r} was destroyed")
@@ -370,6 +376,9 @@ class Consumer:
 
         Waits at most ``timeout`` seconds (None = no limit) for the loop's thread; a callback
         still running then finishes on its own and the loop ends after it.
+
+        Raises:
+            MemphisValueError: a bad ``timeout`` (nothing was stopped).
         """
         wait = check_timeout(timeout, error=MemphisValueError)
         self._stop.set()
@@ -404,10 +413,12 @@ class Consumer:
         deletes the group's durables: its position is lost.
 
         Raises:
+            MemphisValueError: a bad ``timeout_retries``.
             MemphisRequestError: the broker refused.
         """
         if self._destroyed:
             return
+        check_int(timeout_retries, "timeout_retries", 0)  # before anything stops
         self._shutdown_local()
         try:
             self._requester.destroy("consumer", self.consumer_name, self.station_name.lower(), timeout_retries)
@@ -446,12 +457,7 @@ def creation_fields(
     check_int(batch_max_time_to_wait_ms, "batch_max_time_to_wait_ms", 0)
     check_int(max_ack_time_ms, "max_ack_time_ms", 1)
     check_int(max_msg_deliveries, "max_msg_deliveries", 1, _defaults.MEMPHIS_MAX_MSG_DELIVERIES)
-    if type(start_consume_from_sequence) is not int or start_consume_from_sequence < 1:
-        raise MemphisValueError(f"start_consume_from_sequence has to be a positive number, got {start_consume_from_sequence!r}")
-    if type(last_messages) is not int or last_messages < -1:
-        raise MemphisValueError(f"min value for last_messages is -1, got {last_messages!r}")
-    if start_consume_from_sequence > 1 and last_messages > -1:
-        raise MemphisValueError("Consumer creation options can't contain both start_consume_from_sequence and last_messages")
+    check_start(start_consume_from_sequence, last_messages)
     return {
         "consumers_group": consumer_group,
         "max_ack_time_ms": max_ack_time_ms,

@@ -1,14 +1,31 @@
 """Where a consumer group's durable starts reading (``memphis-wire.md`` §7.3), once: used by
-the client when it creates a missing durable and by the local broker's control plane.
+the client when it creates a missing durable and by the local broker's control plane; and the
+client's check of the two options that say it.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Optional, Tuple
 
+from ..errors import MemphisValueError
 from ..jetstream.types import DeliverPolicy
+from ..nats.protocol import INT_MAX
 
-__all__ = ["deliver_policy"]
+__all__ = ["deliver_policy", "check_start"]
+
+
+def check_start(start_consume_from_sequence: object, last_messages: object) -> None:
+    """Refuse a bad ``start_consume_from_sequence`` / ``last_messages`` pair (the SDK's texts).
+
+    Raises:
+        MemphisValueError: not an int >= 1 / >= -1 (nor beyond int64), or both given.
+    """
+    if type(start_consume_from_sequence) is not int or not 1 <= start_consume_from_sequence <= INT_MAX:
+        raise MemphisValueError(f"start_consume_from_sequence has to be a positive number, got {start_consume_from_sequence!r}")
+    if type(last_messages) is not int or not -1 <= last_messages <= INT_MAX:
+        raise MemphisValueError(f"min value for last_messages is -1, got {last_messages!r}")
+    if start_consume_from_sequence > 1 and last_messages > -1:
+        raise MemphisValueError("Consumer creation options can't contain both start_consume_from_sequence and last_messages")
 
 
 def deliver_policy(

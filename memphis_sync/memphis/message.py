@@ -105,8 +105,11 @@ def to_wire_headers(user: HeadersArg, memphis: Mapping[str, str]) -> _nats_heade
                 out.add(name, value)
         except LocalProtocolError as exc:
             raise MemphisHeaderError(str(exc).replace("memphis: ", "", 1)) from exc
-    for name, value in memphis.items():
-        out[name] = value
+    try:
+        for name, value in memphis.items():
+            out[name] = value
+    except LocalProtocolError as exc:  # a msg-id with CR/LF/NUL or a lone surrogate
+        raise MemphisHeaderError(str(exc).replace("memphis: ", "", 1)) from exc
     return out
 
 
@@ -225,7 +228,11 @@ class Message:
         self._requester.publish_json("$memphis_pm_acks", {"id": int(pm_id), "cg_name": cg})
 
     def nack(self) -> None:
-        """Ask for immediate redelivery to the group (no-op for a re-sent DLS message)."""
+        """Ask for immediate redelivery to the group (no-op for a re-sent DLS message).
+
+        Raises:
+            MessageAlreadyAckedError: ack, nack, delay or dead_letter was already called.
+        """
         msg = self._msg
         if isinstance(msg, JsMsg):
             msg.nak()
@@ -236,6 +243,7 @@ class Message:
         Raises:
             MemphisValueError: ``delay`` is not a number >= 0.
             MemphisError: the message is a re-sent DLS message (``"cannot delay DLS message"``).
+            MessageAlreadyAckedError: ack, nack, delay or dead_letter was already called.
         """
         msg = self._msg
         if not isinstance(msg, JsMsg):
@@ -244,7 +252,11 @@ class Message:
         msg.nak(delay=delay)
 
     def in_progress(self) -> None:
-        """Tell the broker the message is still being worked on (resets ``max_ack_time_ms``)."""
+        """Tell the broker the message is still being worked on (resets ``max_ack_time_ms``).
+
+        Raises:
+            MessageAlreadyAckedError: ack, nack, delay or dead_letter was already called.
+        """
         msg = self._msg
         if isinstance(msg, JsMsg):
             msg.in_progress()
@@ -257,6 +269,7 @@ class Message:
 
         Raises:
             MemphisValueError: the message is a re-sent DLS message.
+            MessageAlreadyAckedError: ack, nack, delay or dead_letter was already called.
         """
         msg = self._msg
         if not isinstance(msg, JsMsg):

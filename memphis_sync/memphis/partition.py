@@ -1,4 +1,5 @@
-"""Partition choice: MurmurHash3 (x86, 32-bit) of the partition key, and its mapping to a partition.
+"""Partition choice: MurmurHash3 (x86, 32-bit) of the partition key, its mapping to a partition,
+and the checks of a partition key or number (producers and consumers share them).
 
 Every official Memphis SDK hashes the UTF-8 bytes of a partition key with MurmurHash3 x86_32,
 seed 31, reads the hash as unsigned and uses ``hash % len(partitions_list)`` as an *index* into
@@ -17,8 +18,9 @@ from typing import Optional, Sequence
 
 from .. import _defaults
 from ..errors import MemphisValueError
+from .validate import INT_MAX, check_str
 
-__all__ = ["murmur3_32", "partition_for_key", "check_partition_args", "check_partition_number", "pick_partition"]
+__all__ = ["murmur3_32", "partition_for_key", "checked_key", "check_partition_args", "check_partition_number", "pick_partition"]
 
 _MASK = 0xFFFFFFFF
 _C1 = 0xCC9E2D51
@@ -78,16 +80,37 @@ def partition_for_key(key: str, partitions: Sequence[int]) -> int:
 
     Returns:
         ``partitions[murmur3_32(key, 31) % len(partitions)]``.
+
+    Raises:
+        MemphisValueError: ``key`` is not a UTF-8 ``str`` (or bytes).
     """
-    data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    data = bytes(key) if isinstance(key, (bytes, bytearray)) else checked_key(key).encode("utf-8")
     return partitions[murmur3_32(data, _defaults.MEMPHIS_PARTITION_SEED) % len(partitions)]
 
 
+def checked_key(key: object) -> str:
+    """``key`` if it is a partition key: a ``str`` encodable as UTF-8.
+
+    Raises:
+        MemphisValueError: anything else.
+    """
+    text = check_str(key, "partition key")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MemphisValueError(f"partition key {text!r} is not encodable as UTF-8") from None
+    return text
+
+
 def check_partition_args(key: Optional[str], number: int) -> None:
-    """Refuse a bad partition key/number before anything is sent."""
-    if key is not None and not isinstance(key, str):
-        raise MemphisValueError(f"partition key must be a str, got {type(key).__name__}: {key!r}")
-    if type(number) is not int or (number < 1 and number != -1):
+    """Refuse a bad partition key/number before anything is sent.
+
+    Raises:
+        MemphisValueError: a key that is not a UTF-8 ``str``, a number that is not an int >= 1 or -1.
+    """
+    if key is not None:
+        checked_key(key)
+    if type(number) is not int or (number < 1 and number != -1) or number > INT_MAX:
         raise MemphisValueError(f"partition number must be an int >= 1 (or -1 for none), got {number!r}")
 
 

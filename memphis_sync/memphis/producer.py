@@ -41,7 +41,7 @@ from .partition import check_partition_args, check_partition_number, partition_f
 from .registry import Registry, registry_key
 from .requester import Requester
 from .state import StationCache, StationState
-from .validate import check_int, internal_name
+from .validate import check_bool, check_int, internal_name
 
 __all__ = ["Producer", "encode_message", "open_producer"]
 
@@ -57,16 +57,21 @@ def encode_message(message: Any) -> bytes:
     object by ``SerializeToString()``, a GraphQL ``DocumentNode`` by its source text.
 
     Raises:
-        MemphisMessageTypeError: any other type (also a ``TypeError`` and a ``MemphisSchemaError``).
+        MemphisMessageTypeError: any other type (also a ``TypeError`` and a ``MemphisSchemaError``),
+            a ``dict`` that is not JSON (circular, NaN, a value of another type) or a ``str``
+            that is not UTF-8 (a lone surrogate).
     """
     if isinstance(message, bytes):
         return message
     if isinstance(message, (bytearray, memoryview)):
         return bytes(message)
-    if isinstance(message, str):
-        return message.encode("utf-8")
-    if isinstance(message, dict):
-        return json.dumps(message).encode("utf-8")
+    try:
+        if isinstance(message, str):
+            return message.encode("utf-8")
+        if isinstance(message, dict):
+            return json.dumps(message, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:  # not JSON (circular, NaN, objects), lone surrogates
+        raise MemphisMessageTypeError(f"cannot encode the {type(message).__name__} message: {exc}") from None
     serialize = getattr(message, "SerializeToString", None)
     if callable(serialize):
         return bytes(serialize())
@@ -196,6 +201,7 @@ class Producer:
             MemphisSchemaError: the message does not match the station's schema.
             MemphisHeaderError: a reserved or invalid header.
             MemphisValueError: a bad argument or partition choice.
+            MemphisError: the producer was destroyed.
             NoStreamResponseError: the station (stream) does not exist.
             RequestTimeout: no ack within ``ack_wait_sec`` (the message may be stored: produce
                 it again with the same ``msg_id`` to be sure).
@@ -203,12 +209,14 @@ class Producer:
             ConnectionClosedError: the connection is closed.
         """
         if async_produce is not None:
+            check_bool(async_produce, "async_produce")
             warnings.warn(
                 "The argument async_produce is deprecated. Please use the argument nonblocking instead.",
                 DeprecationWarning,
                 stacklevel=2,
             )
-            nonblocking = nonblocking or bool(async_produce)
+            nonblocking = nonblocking or async_produce
+        check_bool(nonblocking, "nonblocking")
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name!r} was destroyed")
         if self.is_multi_station_producer:
@@ -298,7 +306,7 @@ class Producer:
         internal = self.internal_station_name
         if not partitions:
             return internal + ".final"
-        if len(partitions) == 1:
+        if len(partitions) == 1:  # key and number are ignored, as the SDK does
             partition = partitions[0]
         else:
             partition = pick_partition(partitions, internal, key, number, self._rr)
@@ -311,7 +319,8 @@ class Producer:
         """The partition ``key`` maps to (murmur3, seed 31, as every official SDK).
 
         Raises:
-            MemphisValueError: a multi-station or unpartitioned producer.
+            MemphisValueError: a key that is not a UTF-8 ``str`` (or bytes), or a multi-station or
+                unpartitioned producer.
         """
         return partition_for_key(key, self._partition_list())
 
@@ -418,6 +427,7 @@ class Producer:
         """Wait for this producer's nonblocking messages, then unregister it from the broker (§5.4).
 
         Raises:
+            MemphisValueError: a bad ``timeout_retries``.
             MemphisRequestError: the broker refused.
         """
         if self._destroyed:

@@ -7,12 +7,14 @@ cached consumer. Destroying a producer or consumer, or the station, forgets it h
 
 from __future__ import annotations
 
+import secrets
 import threading
-from typing import Dict, Generic, List, Optional, Protocol, TypeVar
+import warnings
+from typing import Any, Dict, Generic, List, Optional, Protocol, TypeVar
 
-from .validate import internal_name
+from .validate import check_bool, internal_name
 
-__all__ = ["Member", "Registry", "registry_key"]
+__all__ = ["Member", "Registry", "registry_key", "with_random_suffix"]
 
 
 class Member(Protocol):
@@ -35,6 +37,21 @@ _M = TypeVar("_M", bound=Member)
 def registry_key(station_name: str, real_name: str) -> str:
     """The cache key of a producer or consumer: internal station name, ``_``, real name."""
     return internal_name(station_name) + "_" + real_name
+
+
+def with_random_suffix(name: str, generate: Any) -> str:
+    """``name``, or with ``generate`` (deprecated, warned) ``name_<8 hex>``.
+
+    Raises:
+        MemphisValueError: ``generate`` is not a bool.
+    """
+    if not check_bool(generate, "generate_random_suffix"):
+        return name
+    warnings.warn(
+        "Deprecation warning: generate_random_suffix will be stopped to be supported after November 1'st, 2023.",
+        DeprecationWarning, stacklevel=3,
+    )
+    return f"{name}_{secrets.token_hex(4)}"
 
 
 class Registry(Generic[_P, _C]):

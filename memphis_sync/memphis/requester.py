@@ -33,7 +33,7 @@ from ..jetstream import JetStream
 from ..nats.connection import Connection, TlsOptions
 from ..nats.reconnect import ReconnectPolicy
 from ..nats.servers import redact_url
-from .validate import check_int, check_number
+from .validate import check_bool, check_int, check_number, check_str
 
 __all__ = ["Requester", "APP_ID", "normalize_host"]
 
@@ -100,6 +100,9 @@ class Requester:
             raise MemphisConnectError(f"host must not include a port ({host!r}); pass port= instead")
         if not isinstance(username, str) or not username:
             raise MemphisConnectError(f"username must be a non-empty str, got {username!r}")
+        check_str(connection_token, "connection_token", secret=True)
+        check_str(password, "password", secret=True)
+        check_bool(reconnect, "reconnect")
         if (connection_token != "" and password != "") or (connection_token == "" and password == ""):
             raise MemphisConnectError(_ONE_METHOD)
         check_int(account_id, "account_id", 0)
@@ -293,5 +296,11 @@ class Requester:
         self.checked_conn().publish(subject, json.dumps(body).encode("utf-8"))
 
     def notify(self, title: str, msg: str, failed_msg: str, not_type: str) -> None:
-        """Publish an alert to ``$memphis_notifications`` (§11.3)."""
+        """Publish an alert to ``$memphis_notifications`` (§11.3).
+
+        Raises:
+            MemphisValueError: an argument is not a str (nothing was sent).
+        """
+        for value, what in ((title, "title"), (msg, "msg"), (failed_msg, "failed_msg"), (not_type, "not_type")):
+            check_str(value, what)
         self.publish_json("$memphis_notifications", {"title": title, "msg": msg, "type": not_type, "code": failed_msg})

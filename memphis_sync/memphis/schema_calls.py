@@ -11,6 +11,8 @@ from .. import _defaults
 from ..errors import MemphisValueError
 from .schemaverse import creation_body as schema_creation_body
 from .schemaverse import raise_for_creation_reply as raise_for_schema_reply
+from .schemaverse import validate_schema_name
+from .validate import validate_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .requester import Requester
@@ -31,8 +33,8 @@ class _SchemaCalls:
         """Create a schema (or a new version of it) from a file (§10.5).
 
         Raises:
-            MemphisValueError: a bad name or type, or the file cannot be read.
-            MemphisRequestError: the broker refused the schema.
+            MemphisValueError: a bad name, type or path, or the file cannot be read.
+            MemphisRequestError / ConnectionClosedError: the broker refused the schema, or the connection is closed.
         """
         body = schema_creation_body(schema_name, schema_type, schema_path, self.username)
         reply = self._plane()[0].request("$memphis_schema_creations", body, _defaults.MEMPHIS_CREATE_TIMEOUT, timeout_retries)
@@ -42,11 +44,13 @@ class _SchemaCalls:
         """Attach schema ``name`` to a station (§10.4); its producers validate from then on.
 
         Raises:
-            MemphisValueError: an empty name.
-            MemphisRequestError: the broker refused (missing station or schema).
+            MemphisValueError: an empty or bad name (nothing was sent).
+            MemphisRequestError / ConnectionClosedError: the broker refused (missing station or schema), or the connection is closed.
         """
         if not name or not station_name:
             raise MemphisValueError("name and station name can not be empty")
+        validate_schema_name(name)
+        validate_name(station_name, "Station")
         body = {"name": name, "station_name": station_name, "username": self.username}
         self._plane()[0].ask("$memphis_schema_attachments", body, timeout_retries, what=f"attaching schema {name!r} to station {station_name!r}")
 
@@ -59,10 +63,11 @@ class _SchemaCalls:
         """Detach the schema of a station (§10.4).
 
         Raises:
-            MemphisValueError: an empty station name.
-            MemphisRequestError: the broker refused.
+            MemphisValueError: an empty or bad station name (nothing was sent).
+            MemphisRequestError / ConnectionClosedError: the broker refused, or the connection is closed.
         """
         if not station_name:
             raise MemphisValueError("station name is missing")
+        validate_name(station_name, "Station")
         body = {"station_name": station_name, "username": self.username}
         self._plane()[0].ask("$memphis_schema_detachments", body, timeout_retries, what=f"detaching the schema of station {station_name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from typing import Any, Callable, Mapping, Optional, Set
 
 import attrs
@@ -46,10 +47,12 @@ def creation_body(schema_name: str, schema_type: str, schema_path: str, username
     validate_schema_name(schema_name)
     if schema_type not in SCHEMA_TYPES:
         raise MemphisValueError(f"schema type not supported: {schema_type!r}; use one of {', '.join(SCHEMA_TYPES)}")
+    if isinstance(schema_path, (int, float)) or not isinstance(schema_path, (str, bytes, os.PathLike)):  # open(5) takes fd 5
+        raise MemphisValueError(f"schema_path must be a path (a str), got {type(schema_path).__name__}: {schema_path!r}")
     try:
         with open(schema_path, encoding="utf-8") as handle:
             content = handle.read()
-    except OSError as exc:
+    except (OSError, ValueError, TypeError) as exc:  # missing, not UTF-8, not a path
         raise MemphisValueError(f"cannot read schema file {schema_path!r}: {exc}") from exc
     return {
         "name": schema_name,

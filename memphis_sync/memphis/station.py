@@ -104,7 +104,8 @@ class Station:
         station are dropped from the connection's caches.
 
         Raises:
-            MemphisRequestError: the broker refused.
+            MemphisValueError: a bad ``timeout_retries`` (nothing was sent).
+            MemphisRequestError / ConnectionClosedError: the broker refused, or the connection is closed.
         """
         requester = self._requester
         body: Dict[str, Any] = {"station_name": self.name, "username": requester.username}

@@ -1,5 +1,6 @@
 """The argument checks of the Memphis layer, once: names (the broker's rules and texts, §2.2),
-ints, numbers of a unit, batch sizes, enums.
+ints, strs and bools (the NATS layer's checks, raising this layer's error), numbers of a unit,
+batch sizes, enums.
 
 Every check raises :class:`~memphis_sync.errors.MemphisValueError` before anything is sent, and
 returns the value (lower-cased, for a name) so a caller can check and use it in one step.
@@ -13,13 +14,16 @@ from typing import Any, Optional, Type, TypeVar
 from .. import _defaults
 from .._names import internal_name, name_error
 from ..errors import MemphisValueError
+from ..nats.options import check_bool as _check_bool
+from ..nats.options import check_str as _check_str
+from ..nats.protocol import INT_MAX
+from ..nats.protocol import check_int as _check_int
 
 __all__ = [
-    "internal_name", "validate_name", "validate_optional_name", "check_int", "check_number",
-    "check_bool", "check_batch_size", "enum_value",
+    "INT_MAX", "internal_name", "validate_name", "validate_optional_name", "check_int", "check_number",
+    "check_bool", "check_str", "check_batch_size", "enum_value",
 ]
 
-_INT_MAX = 2**63 - 1
 _E = TypeVar("_E", bound=enum.Enum)
 
 
@@ -59,16 +63,25 @@ def validate_optional_name(name: object, what: str, object_type: str) -> str:
     return name
 
 
-def check_int(value: Any, what: str, minimum: int, maximum: int = _INT_MAX) -> int:
-    """Return ``value`` if it is an ``int`` (not a bool) in ``[minimum, maximum]``.
+def check_int(value: Any, what: str, minimum: int, maximum: int = INT_MAX) -> int:
+    """Return ``value`` if it is an ``int`` (not a bool) in ``[minimum, maximum]`` (the NATS
+    layer's :func:`~memphis_sync.nats.protocol.check_int`, with this layer's error).
 
     Raises:
         MemphisValueError: naming ``what``, the bounds and the value.
     """
-    if type(value) is not int or not minimum <= value <= maximum:
-        bound = f">= {minimum}" if maximum == _INT_MAX else f"between {minimum} and {maximum}"
-        raise MemphisValueError(f"{what} must be an int {bound}, got {value!r}")
-    return value
+    return _check_int(value, what, minimum, maximum, error=MemphisValueError)
+
+
+def check_str(value: Any, what: str, *, secret: bool = False) -> str:
+    """Return ``value`` if it is a ``str``; a ``secret`` is not shown.
+
+    Raises:
+        MemphisValueError: naming ``what`` and the type given.
+    """
+    _check_str(value, what, secret=secret, error=MemphisValueError)
+    checked: str = value  # a str: checked above
+    return checked
 
 
 def check_number(
@@ -100,9 +113,7 @@ def check_bool(value: Any, what: str) -> bool:
     Raises:
         MemphisValueError: naming ``what``.
     """
-    if not isinstance(value, bool):
-        raise MemphisValueError(f"{what} must be a bool, got {value!r}")
-    return value
+    return _check_bool(value, what, error=MemphisValueError)
 
 
 def check_batch_size(batch_size: Any) -> int:

@@ -51,16 +51,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from .. import _defaults
 from .._html import fields_table
-from .._timeouts import check_timeout, deadline_after, describe
-from ..errors import ConnectionClosedError, FlushTimeout, LocalProtocolError, MemphisConnectError
+from .._timeouts import deadline_after, describe
+from ..errors import ConnectionClosedError, FlushTimeout, MemphisConnectError
 from ._waiter import _Waiter
 from .above import _LayersAbove
 from .callbacks import _Callbacks
 from .dial import _Dialer
 from .fork import _fork_generation, _ForkGuard, _live_connections
 from .interest import _Interest
+from .options import check_options
 from .outbox import _WRITE_HIGH_WATER, HeadersLike, _Outbox
-from .protocol import Info, Msg, validate_publish_subject
+from .protocol import Info, Msg
 from .protocol.encoder import _PUB_PREFIXES
 from .reader import _Reader
 from .reconnect import ReconnectPolicy
@@ -136,7 +137,8 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
         on_lame_duck: ``callback(conn)`` when the server enters lame duck mode.
 
     Raises:
-        LocalProtocolError: a bad option or server address (credentials are redacted).
+        LocalProtocolError: a bad option or server address (its type or value; see
+            :mod:`memphis_sync.nats.options`; credentials are redacted): nothing is dialled.
         MemphisConnectError: a bad TLS file, checked here before any server is dialed.
     """
 
@@ -168,37 +170,21 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
         on_discovered_server: Optional[Callback] = None,
         on_lame_duck: Optional[Callback] = None,
     ) -> None:
-        if token is not None and (user is not None or password is not None):
-            raise LocalProtocolError("give either token or user/password, not both")
-        if (user is None) != (password is None):
-            raise LocalProtocolError("user and password must be given together")
-        if connect_timeout <= 0:
-            raise LocalProtocolError(f"connect_timeout must be > 0, got {connect_timeout!r}")
-        if reconnect_buffer_size < 0:
-            raise LocalProtocolError(f"reconnect_buffer_size must be >= 0, got {reconnect_buffer_size!r}")
-        if type(outbound_buffer_size) is not int or outbound_buffer_size < _WRITE_HIGH_WATER:
-            raise LocalProtocolError(f"outbound_buffer_size must be an int >= {_WRITE_HIGH_WATER}, got {outbound_buffer_size!r}")
-        self.max_block = check_timeout(max_block, "max_block")
-        if not isinstance(ping_interval, (int, float)) or not 0 < ping_interval < float("inf"):
-            raise LocalProtocolError(f"ping_interval must be a number of seconds > 0, got {ping_interval!r}")
-        if type(max_pings_outstanding) is not int or max_pings_outstanding < 1:
-            raise LocalProtocolError(f"max_pings_outstanding must be an int >= 1, got {max_pings_outstanding!r}")
-        validate_publish_subject(inbox_prefix)
+        checked = check_options(dict(locals()))  # every option but servers, before anything else
+        self.max_block = checked["max_block"]
         self._id = next(_conn_ids)
         self._pool = parse_servers(servers)
         if randomize:
             random.shuffle(self._pool)
         self.name = name
         self._token, self._user, self._password = token, user, password
-        if tls is not None and not isinstance(tls, TlsOptions):
-            raise LocalProtocolError(f"tls must be TlsOptions (a ready context: TlsOptions(context=...)), got {type(tls).__name__}")
         self._tls = tls
         self._tls_context = tls.build_context() if tls is not None else None  # bad files fail here, not after dialing
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = checked["connect_timeout"]
         self.reconnect_policy = reconnect or ReconnectPolicy()
         self.reconnect_buffer_size = reconnect_buffer_size
         self.outbound_buffer_size = outbound_buffer_size
-        self.ping_interval = ping_interval
+        self.ping_interval = checked["ping_interval"]
         self.max_pings_outstanding = max_pings_outstanding
         self.no_echo = no_echo
         self.ignore_discovered_servers = ignore_discovered_servers
@@ -362,6 +348,7 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
                 link, another thread's write) counts against it too.
 
         Raises:
+            LocalProtocolError: a bad ``timeout`` (nothing was sent).
             FlushTimeout: no PONG within ``timeout`` seconds.
             ConnectionClosedError: the connection closed meanwhile.
         """
@@ -466,6 +453,7 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
         """Unsubscribe everything, let subscribers finish what arrived, flush, then close.
 
         Raises:
+            LocalProtocolError: a bad ``timeout`` (nothing was drained).
             DrainTimeout: pending messages were not processed in time (the connection is
                 closed anyway).
         """
@@ -486,5 +474,12 @@ class Connection(_Outbox, _Reader, _Dialer, _Interest, _Replies, _Callbacks, _Sh
 
 
 def connect(servers: Union[str, Sequence[str]] = f"nats://127.0.0.1:{_defaults.NATS_PORT}", **options: Any) -> Connection:
-    """Create a :class:`Connection` and connect it. Takes the same options as the class."""
+    """Create a :class:`Connection` and connect it. Takes the same options as the class.
+
+    Raises:
+        LocalProtocolError: a bad option or server address (nothing is dialled).
+        AuthorizationError: the server refused the credentials.
+        ConnectTimeout: no server completed the handshake in ``connect_timeout``.
+        MemphisConnectError: no server could be reached.
+    """
     return Connection(servers, **options).connect()

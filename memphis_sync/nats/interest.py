@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from ..errors import ConnectionClosedError, LocalProtocolError
 from ._core import _ConnectionCore
-from .protocol import encode_sub, encode_unsub
+from .protocol import check_int, encode_sub, encode_unsub
 from .states import CLOSED, CONNECTED, DRAINING
 from .subscription import MessageHandler, Subscription
 
@@ -41,10 +41,11 @@ class _Interest(_ConnectionCore):
         pending_msgs_limit: int,
         pending_bytes_limit: int,
     ) -> Subscription:
-        if not isinstance(max_msgs, int) or max_msgs < 0:
-            raise LocalProtocolError(f"max_msgs must be an int >= 0, got {max_msgs!r}")
-        if pending_msgs_limit < 1 or pending_bytes_limit < 1:
-            raise LocalProtocolError("pending limits must be >= 1")
+        check_int(max_msgs, "max_msgs", 0)
+        check_int(pending_msgs_limit, "pending_msgs_limit", 1)
+        check_int(pending_bytes_limit, "pending_bytes_limit", 1)
+        if callback is not None and not callable(callback):
+            raise LocalProtocolError(f"callback must be callable or None, got {callback!r}")
         sid = next(self._sids)
         frame = encode_sub(subject, sid, queue)  # validates before anything changes
         unsub = encode_unsub(sid, max_msgs) if max_msgs else b""
@@ -67,8 +68,7 @@ class _Interest(_ConnectionCore):
         return sub
 
     def _unsubscribe(self, sub: Subscription, max_msgs: int = 0) -> None:
-        if not isinstance(max_msgs, int) or max_msgs < 0:
-            raise LocalProtocolError(f"max_msgs must be an int >= 0, got {max_msgs!r}")
+        check_int(max_msgs, "max_msgs", 0)
         self._check_fork()
         with self._state_lock:
             if self._status is CLOSED:

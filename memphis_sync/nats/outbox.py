@@ -313,9 +313,10 @@ class _Outbox(_ConnectionCore):
             if len(frame) > self._max_payload and self._hpub_size(frame) > self._max_payload:
                 raise PayloadTooLargeError(self._hpub_size(frame), self._max_payload)
             return frame
+        frame = encode_pub(subject, payload, reply)  # validates the payload's type first
         if len(payload) > self._max_payload:
             raise PayloadTooLargeError(len(payload), self._max_payload)
-        return encode_pub(subject, payload, reply)
+        return frame
 
     @staticmethod
     def _hpub_size(frame: bytes) -> int:

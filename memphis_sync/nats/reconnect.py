@@ -20,7 +20,9 @@ import attrs
 import tenacity
 
 from .. import _defaults
+from .._timeouts import check_wait
 from ..errors import AuthorizationError, ConnectTimeout, NetworkError
+from .protocol import check_int
 
 __all__ = ["ReconnectPolicy", "build_retrying"]
 
@@ -28,13 +30,11 @@ logger = logging.getLogger("memphis_sync.connection")
 
 
 def _non_negative(instance: object, attribute: "attrs.Attribute[float]", value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+    check_wait(value, attribute.name)
 
 
 def _attempts(instance: object, attribute: "attrs.Attribute[int]", value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
-        raise ValueError(f"{attribute.name} must be an int >= -1 (-1 = forever), got {value!r}")
+    check_int(value, f"{attribute.name} (-1 = forever)", -1)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -45,6 +45,10 @@ def _retryable(exc: BaseException) -> bool:
 @attrs.frozen(kw_only=True)
 class ReconnectPolicy:
     """How a connection reconnects after losing its server.
+
+    Raises:
+        LocalProtocolError: (also a ``ValueError``) a count that is not an int >= -1, or a
+            wait that is not a number of seconds >= 0.
 
     Attributes:
         enabled: reconnect at all; when False a lost connection is closed.
@@ -63,6 +67,11 @@ class ReconnectPolicy:
     wait_max: float = attrs.field(default=_defaults.RECONNECT_WAIT_MAX, validator=_non_negative)
     backoff: float = attrs.field(default=1.0, validator=_non_negative)
     jitter: float = attrs.field(default=_defaults.RECONNECT_JITTER, validator=_non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        # inf or a huge wait: the longest wait a threading primitive takes (the checks passed)
+        for name in ("wait", "wait_max", "jitter"):
+            object.__setattr__(self, name, check_wait(getattr(self, name), name))
 
 
 def _log_retry(what: str, next_server: Optional[Callable[[], str]]) -> Callable[[tenacity.RetryCallState], None]:

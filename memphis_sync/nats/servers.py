@@ -152,10 +152,30 @@ class ServerAddress:
 
 
 def parse_servers(servers: Union[str, Sequence[str]]) -> List[ServerAddress]:
+    """The addresses of a ``servers`` argument: a str (comma-separated) or a list of str.
+
+    Raises:
+        LocalProtocolError: not a str or a list of str, none given, or a bad address (a
+            whitespace or control character inside one included: ``urlsplit`` would drop it).
+    """
     if isinstance(servers, str):
         items = [s for s in servers.split(",") if s.strip()]
-    else:
+    elif isinstance(servers, (list, tuple)) and all(isinstance(s, str) for s in servers):
         items = list(servers)
+    else:
+        raise LocalProtocolError(f"servers must be a str or a list of str, got {type(servers).__name__}")
     if not items:
         raise LocalProtocolError("no server address given")
-    return [ServerAddress.parse(s) for s in items]
+    addresses = [ServerAddress.parse(s) for s in items]
+    for item, address in zip(items, addresses):
+        _check_address(item.strip(), address.host)
+    return addresses
+
+
+def _check_address(text: str, host: str) -> None:
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise LocalProtocolError(f"server address {len(text)} characters long has a whitespace or control character")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise LocalProtocolError(f"server address has a host that is not a valid host name: {host!r}") from None

@@ -12,6 +12,8 @@ Every public name of the four modules is importable from here.
 """
 
 from .encoder import (
+    INT_MAX,
+    check_int,
     check_payload_size,
     encode_connect,
     encode_err,
@@ -65,7 +67,7 @@ __all__ = [
     # parser
     "Parser",
     # encoder
-    "validate_subject", "validate_publish_subject", "validate_queue", "check_payload_size", "encode_connect",
+    "validate_subject", "validate_publish_subject", "validate_queue", "INT_MAX", "check_int", "check_payload_size", "encode_connect",
     "encode_pub", "encode_hpub", "encode_headers", "encode_sub", "encode_unsub", "encode_ping", "encode_pong",
     "encode_info", "encode_msg", "encode_hmsg", "encode_err",
     # headers

@@ -14,11 +14,11 @@ import re
 from typing import Any, Dict, Final, Iterable, List, Mapping, Optional, Tuple
 
 from ...errors import LocalProtocolError, PayloadTooLargeError
-from .events import _CACHE_LIMIT, CRLF, PING, PONG, _BytesLike
+from .events import _CACHE_LIMIT, CRLF, MAX_CONTROL_LINE, PING, PONG, _BytesLike
 from .headers import Headers, HeadersInit, validate_header_name, validate_header_value
 
 __all__ = [
-    "validate_subject", "validate_publish_subject", "validate_queue", "check_payload_size", "encode_connect",
+    "validate_subject", "validate_publish_subject", "validate_queue", "INT_MAX", "check_int", "check_payload_size", "encode_connect",
     "encode_pub", "encode_hpub", "encode_headers", "encode_sub", "encode_unsub", "encode_ping", "encode_pong",
     "encode_info", "encode_msg", "encode_hmsg", "encode_err",
 ]
@@ -26,6 +26,10 @@ __all__ = [
 # -- validation ------------------------------------------------------------------------------
 
 _BAD_SUBJECT_CHAR: Final = re.compile(r"[\x00-\x20\x7f]")
+#: Longest subject (and reply, and queue group) in bytes: a PUB/HPUB/SUB line holds a subject,
+#: a reply or queue and the sizes, and the server drops a client whose line exceeds its
+#: ``max_control_line`` (MAX_CONTROL_LINE by default).
+MAX_SUBJECT: Final = (MAX_CONTROL_LINE - 64) // 2
 # Validated publish subjects → UTF-8 bytes, and → b"PUB <subject> " (the encode_pub hot path).
 _SUBJECTS: Dict[str, bytes] = {}
 _PUB_PREFIXES: Dict[str, bytes] = {}
@@ -51,10 +55,15 @@ def _check_subject(subject: object, what: str, wildcards: bool) -> bytes:
                     problem = "'>' must be the last token"
     if not problem:
         try:  # surrogateescape: a subject the parser decoded from non-UTF-8 bytes goes back as is
-            return subject.encode("utf-8", "surrogateescape")
+            encoded = subject.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             problem = "not encodable as UTF-8"
-    raise LocalProtocolError(f"invalid {what} {subject!r}: {problem}")
+        else:
+            if len(encoded) <= MAX_SUBJECT:
+                return encoded
+            problem = f"{len(encoded)} bytes, over {MAX_SUBJECT} (the server's control line is {MAX_CONTROL_LINE})"
+    shown = f"{subject[:40]!r}..." if len(subject) > 80 else repr(subject)
+    raise LocalProtocolError(f"invalid {what} {shown}: {problem}")
 
 
 def validate_subject(subject: str) -> None:
@@ -109,16 +118,32 @@ def validate_queue(queue: str) -> None:
 def _queue_bytes(queue: object) -> bytes:
     if isinstance(queue, str) and queue and not _BAD_SUBJECT_CHAR.search(queue):
         try:
-            return queue.encode("utf-8", "surrogateescape")
+            encoded = queue.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             pass
-    raise LocalProtocolError(f"invalid queue group {queue!r}: must be a non-empty str without whitespace")
+        else:
+            if len(encoded) <= MAX_SUBJECT:
+                return encoded
+    shown = f"{queue[:40]!r}..." if isinstance(queue, str) and len(queue) > 80 else repr(queue)
+    raise LocalProtocolError(f"invalid queue group {shown}: must be a non-empty str without whitespace, at most {MAX_SUBJECT} bytes")
 
 
-def _check_int(value: Any, what: str, minimum: int) -> int:
-    if type(value) is not int or value < minimum:
-        kind = "positive" if minimum > 0 else "non-negative"
-        raise LocalProtocolError(f"{what} must be a {kind} int, got {value!r}")
+#: Largest int a count or id may be: the server parses them as signed 64-bit.
+INT_MAX: Final = 2**63 - 1
+
+
+def check_int(value: Any, what: str, minimum: int, maximum: int = INT_MAX, *, error: type = LocalProtocolError) -> int:
+    """Return ``value`` if it is an ``int`` (not a bool) in ``[minimum, maximum]``.
+
+    The one int check of the package: sids, message counts, buffer sizes and limits here, and
+    (with ``error=MemphisValueError``) every int argument of the Memphis layer.
+
+    Raises:
+        LocalProtocolError: (or ``error``) naming ``what``, the bounds and the value.
+    """
+    if type(value) is not int or not minimum <= value <= maximum:
+        bound = f">= {minimum}" if maximum == INT_MAX else f"between {minimum} and {maximum}"
+        raise error(f"{what} must be an int {bound}, got {value!r}")
     return value
 
 
@@ -263,7 +288,7 @@ def encode_sub(subject: str, sid: int, queue: Optional[str] = None) -> bytes:
     """
     subject_b = _check_subject(subject, "subject", wildcards=True)
     queue_b = b" " + _queue_bytes(queue) if queue is not None else b""
-    return b"SUB %b%b %d\r\n" % (subject_b, queue_b, _check_int(sid, "sid", 1))
+    return b"SUB %b%b %d\r\n" % (subject_b, queue_b, check_int(sid, "sid", 1))
 
 
 def encode_unsub(sid: int, max_msgs: Optional[int] = None) -> bytes:
@@ -272,10 +297,10 @@ def encode_unsub(sid: int, max_msgs: Optional[int] = None) -> bytes:
     Raises:
         LocalProtocolError: ``sid`` is not a positive int or ``max_msgs`` a non-negative int.
     """
-    _check_int(sid, "sid", 1)
+    check_int(sid, "sid", 1)
     if max_msgs is None:
         return b"UNSUB %d\r\n" % sid
-    return b"UNSUB %d %d\r\n" % (sid, _check_int(max_msgs, "max_msgs", 0))
+    return b"UNSUB %d %d\r\n" % (sid, check_int(max_msgs, "max_msgs", 0))
 
 
 def encode_ping() -> bytes:
@@ -295,7 +320,7 @@ def encode_msg(subject: str, sid: int, payload: _BytesLike, reply: Optional[str]
         LocalProtocolError: Invalid subject, sid, reply or payload type.
     """
     subject_b, reply_b, payload = _publish_subject(subject), _reply_part(reply), _payload_bytes(payload)
-    return b"MSG %b %d%b %d\r\n%b\r\n" % (subject_b, _check_int(sid, "sid", 1), reply_b, len(payload), payload)
+    return b"MSG %b %d%b %d\r\n%b\r\n" % (subject_b, check_int(sid, "sid", 1), reply_b, len(payload), payload)
 
 
 def encode_hmsg(
@@ -320,7 +345,7 @@ def encode_hmsg(
     subject_b, reply_b, payload = _publish_subject(subject), _reply_part(reply), _payload_bytes(payload)
     block = _header_block(headers, status, description)
     hsize = len(block)
-    sid = _check_int(sid, "sid", 1)
+    sid = check_int(sid, "sid", 1)
     return b"HMSG %b %d%b %d %d\r\n%b%b\r\n" % (subject_b, sid, reply_b, hsize, hsize + len(payload), block, payload)
 
 

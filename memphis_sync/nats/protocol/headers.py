@@ -277,7 +277,8 @@ def header_pairs(data: HeadersInit) -> List[Tuple[Any, Any]]:
     an iterable of pairs. Nothing is validated here but the shape.
 
     Raises:
-        LocalProtocolError: an item of an iterable is not a ``(name, value)`` pair.
+        LocalProtocolError: not one of those forms, or an item of an iterable is not a
+            ``(name, value)`` pair.
     """
     if data is None:
         return []
@@ -291,6 +292,8 @@ def header_pairs(data: HeadersInit) -> List[Tuple[Any, Any]]:
             else:
                 pairs.append((name, value))
         return pairs
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise LocalProtocolError(f"headers must be a Headers, a mapping or (name, value) pairs, got {type(data).__name__}")
     out: List[Tuple[Any, Any]] = []
     for pair in data:
         try:
