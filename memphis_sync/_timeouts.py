@@ -12,21 +12,33 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Optional, overload
+from typing import TYPE_CHECKING, Any, Optional, overload
 
 from .errors import LocalProtocolError
 
-__all__ = ["deadline_after", "left", "check_timeout", "check_wait", "describe"]
+if TYPE_CHECKING:  # pragma: no cover - typing_extensions is needed by type checkers only (3.9 has no TypeGuard)
+    from typing_extensions import TypeGuard
+
+__all__ = ["deadline_after", "left", "check_timeout", "check_wait", "describe", "is_number"]
 
 #: Longest single wait handed to a ``threading`` primitive (it raises OverflowError beyond).
 _MAX_WAIT = min(threading.TIMEOUT_MAX, 7 * 24 * 3600.0)
+
+
+def is_number(value: Any) -> "TypeGuard[float]":
+    """True for an ``int`` or a ``float`` that is not NaN; False for a ``bool`` (an ``int`` to
+    Python, never meant as a number here) and anything else. Every number check of the package
+    starts with it and adds its own bounds."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 def check_timeout(timeout: Any, what: str = "timeout", *, error: type = LocalProtocolError) -> Optional[float]:
     """``timeout`` as seconds, or None for "no limit"; raises ``error`` for a bad value."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+    if not is_number(timeout):
+        if isinstance(timeout, float):  # NaN
+            raise error(f"{what} must be >= 0 seconds (or None / inf for no limit), got {timeout!r}")
         raise error(f"{what} must be a number of seconds or None, got {timeout!r}")
     if math.isnan(timeout) or timeout < 0:
         raise error(f"{what} must be >= 0 seconds (or None / inf for no limit), got {timeout!r}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Optional
 
 import attrs
 
+from .._timeouts import is_number
 from ..errors import LocalProtocolError, MessageAlreadyAckedError, RemoteProtocolError
 from ..nats.protocol.events import Msg
 from ..nats.protocol.headers import Headers
@@ -166,7 +167,7 @@ class JsMsg:
         if delay is None:
             self._terminal(_NAK)
             return
-        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not 0 <= delay < 9e9:  # NaN and inf too
+        if not is_number(delay) or not 0 <= delay < 9e9:  # inf too
             raise LocalProtocolError(f"nak delay must be a finite number of seconds >= 0, got {delay!r}")
         self._terminal(_NAK + b" " + json.dumps({"delay": int(delay * 1e9)}).encode())
 

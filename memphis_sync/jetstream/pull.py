@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 import attrs
 
 from .. import _defaults
+from .._timeouts import is_number
 from ..errors import (
     ConsumerNotFoundError,
     HeartbeatTimeout,
@@ -154,11 +155,11 @@ class PullSubscription:
             LocalProtocolError: bad arguments.
         """
         check_int(batch, "batch", 1)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        if not is_number(timeout) or not 0 < timeout < float("inf"):
             raise LocalProtocolError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         if max_bytes is not None:
             check_int(max_bytes, "max_bytes", 1)
-        if heartbeat is not None and (isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not 0 < heartbeat <= timeout / 2):
+        if heartbeat is not None and (not is_number(heartbeat) or not 0 < heartbeat <= timeout / 2):
             raise LocalProtocolError(f"heartbeat must be > 0 and at most half the timeout, got {heartbeat!r}")
         conn = self._conn
         sub = self._sub

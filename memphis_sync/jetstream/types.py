@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional
 
 import attrs
 
+from .._timeouts import is_number
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..nats.protocol import INT_MAX, check_int, validate_subject
 
@@ -148,7 +149,7 @@ def _int_min(minimum: int) -> Any:
 
 
 def _non_negative(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < _MAX_SECONDS:  # NaN fails too
+    if not is_number(value) or not 0 <= value < _MAX_SECONDS:
         raise LocalProtocolError(f"{attribute.name} must be a finite number of seconds >= 0, got {value!r}")
 
 

@@ -13,6 +13,7 @@ from typing import Any, Optional, Type, TypeVar
 
 from .. import _defaults
 from .._names import internal_name, name_error
+from .._timeouts import is_number
 from ..errors import MemphisValueError
 from ..nats.options import check_bool as _check_bool
 from ..nats.options import check_str as _check_str
@@ -95,7 +96,7 @@ def check_number(
     """
     if value is None and or_none:
         return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = is_number(value)
     if ok:
         ok = value > 0 if above_zero else value >= 0
         if finite:

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit
 import urllib3
 
 from .. import _defaults
+from .._timeouts import is_number
 from ..errors import (
     MemphisConnectError,
     MemphisValueError,
@@ -110,7 +111,7 @@ class RestClient:
             (refresh_token_expiry_minutes, "refresh_token_expiry_minutes"),
         )
         for value, what in numbers:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if not is_number(value) or not value > 0:
                 raise MemphisValueError(f"{what} must be a number > 0, got {value!r}")
         if type(retries) is not int or retries < 0:
             raise MemphisValueError(f"retries must be an int >= 0, got {retries!r}")
@@ -239,7 +240,7 @@ class RestClient:
         reply's ``expires_in`` when that is a shorter duration; the real gateway sends a
         meaningless number there) less a margin of a fifth, at most a minute."""
         lifetime = asked
-        if isinstance(expires_in_ms, (int, float)) and not isinstance(expires_in_ms, bool) and 0 < expires_in_ms / 1000 < asked:
+        if is_number(expires_in_ms) and 0 < expires_in_ms / 1000 < asked:
             lifetime = expires_in_ms / 1000
         return lifetime - min(lifetime / 5, 60.0)
 

@@ -9,6 +9,8 @@ from urllib.parse import parse_qsl
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
+from ..._timeouts import is_number
+
 __all__ = ["BadField", "FormFields", "json_reply", "number_field", "read_body", "request_fields"]
 
 _BODY_KEY = "memphis_sync.body"
@@ -93,7 +95,7 @@ def number_field(fields: Dict[str, Any], name: str, *, integral: bool = True) ->
             value = float(value)
         except ValueError:
             raise BadField(f"{name} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+    if not is_number(value) or value in (float("inf"), float("-inf")):
         raise BadField(f"{name} must be a number, got {value!r}")
     if integral and value != int(value):
         raise BadField(f"{name} must be a whole number, got {value!r}")

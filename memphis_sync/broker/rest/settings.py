@@ -15,12 +15,13 @@ from typing import Any, Dict, Mapping, Optional
 import attrs
 
 from ... import _defaults
+from ..._timeouts import is_number
 
 __all__ = ["RestSettings", "UserDirectory"]
 
 
 def _positive(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not is_number(value) or not value > 0:
         raise ValueError(f"RestSettings.{attribute.name} must be a number > 0, got {value!r}")
 
 
