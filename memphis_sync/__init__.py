@@ -47,6 +47,7 @@ from .errors import (
     StreamNotFoundError,
     SubscriptionClosedError,
     UnconfirmedPublishWarning,
+    WebSocketUpgradeError,
     WriteError,
     WrongLastSequenceError,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "PayloadTooLargeError",
     "NetworkError",
     "MemphisConnectError",
+    "WebSocketUpgradeError",
     "ReadError",
     "WriteError",
     "ConnectionClosedError",
