@@ -259,7 +259,10 @@ class TlsStream(SocketStream):
                 chunks = []
                 try:
                     while True:
-                        chunks.append(self._obj.read(max_bytes))
+                        chunk = self._obj.read(max_bytes)
+                        if not chunk:  # the peer's close_notify: the end of the stream
+                            return b"".join(chunks)
+                        chunks.append(chunk)
                 except ssl.SSLWantReadError:
                     pass
                 except ssl.SSLZeroReturnError:

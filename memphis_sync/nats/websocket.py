@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import http
 import logging
+import socket
 import threading
 import time
 from typing import Callable, List, Optional, Union
@@ -114,6 +115,7 @@ class WebSocketStream(Stream):
             raise MemphisConnectError(f"{what}: {exc}") from exc
         if not sent:
             raise ConnectTimeout(f"{what}: the server took no upgrade request in time")
+        head = b""
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -121,9 +123,14 @@ class WebSocketStream(Stream):
             try:
                 data = self._inner.read(_READ_SIZE, timeout=left)
             except ReadError as exc:
+                if isinstance(exc.__cause__, socket.timeout):
+                    raise ConnectTimeout(f"{what}: no answer in time") from exc
                 raise MemphisConnectError(f"{what}: {exc}") from exc
             if not data:
                 raise MemphisConnectError(f"{what}: the server closed the connection before answering")
+            head += data
+            if not b"HTTP/".startswith(head[:5]):  # e.g. the INFO of a plain NATS port
+                raise MemphisConnectError(f"{what}: the answer is not a websocket upgrade (it starts with {head[:40]!r})")
             try:
                 self._ws.receive_data(data)
                 events = list(self._ws.events())
