@@ -256,7 +256,7 @@ class TlsStream(SocketStream):
     def read(self, max_bytes: int, timeout: Optional[float] = None) -> bytes:
         while True:
             with self._tls_lock:
-                chunks = []
+                chunks: List[bytes] = []
                 try:
                     while True:
                         chunk = self._obj.read(max_bytes)
