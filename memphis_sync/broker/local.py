@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 from memphis_sync import _defaults
 from memphis_sync.broker.auth_callout import AuthCallout, ConnectCheck
 from memphis_sync.broker.cluster import NatsCluster
-from memphis_sync.broker.config import PathLike, TlsFiles, find_nats_server
+from memphis_sync.broker.config import PathLike, TlsFiles, find_nats_server, hostport
 from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.server import DEFAULT_TIMEOUT, NatsServer
 from memphis_sync.errors import BrokerError
@@ -352,15 +352,16 @@ class LocalBroker:
             BrokerError: the WebSocket listener is off (``websocket_port=None``), or the broker
                 never started.
         """
-        url = self._nodes()[0].websocket_url
-        if not url:
+        urls = self.websocket_urls
+        if not urls:
             raise BrokerError("the WebSocket listener is off (websocket_port=None) or the broker never started")
-        return url
+        return urls[0]
 
     @property
     def websocket_urls(self) -> List[str]:
         """The WebSocket URLs of every node (empty when the listener is off)."""
-        return [node.websocket_url for node in self._nodes() if node.websocket_url]
+        scheme = "wss" if self._tls is not None else "ws"
+        return [f"{scheme}://{hostport(self.host, node.websocket_port)}" for node in self._nodes() if node.websocket_port]
 
     @property
     def username(self) -> str:

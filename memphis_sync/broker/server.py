@@ -437,12 +437,6 @@ class NatsServer:
         return self._ports["websocket"] or None
 
     @property
-    def websocket_url(self) -> str:
-        """``ws://host:port`` (``wss://`` with TLS) of the websocket listener; ``""`` when it is
-        off or its port is not known yet."""
-        return self._url("wss" if self._tls is not None else "ws", self.websocket_port)
-
-    @property
     def mqtt_port(self) -> Optional[int]:
         """The MQTT port; None when MQTT is off or the port is not known yet."""
         return self._ports["mqtt"] or None

@@ -31,7 +31,7 @@ from .consumer import creation_fields as consumer_creation_fields
 from .message import MessageBatch
 from .producer import Producer, open_producer
 from .registry import Registry, registry_key
-from .requester import APP_ID, Requester, normalize_host, websocket_address
+from .requester import APP_ID, Requester, display_address
 from .schema_calls import _SchemaCalls
 from .schemaverse import validate_schema_name
 from .shortcuts import _Shortcuts
@@ -77,8 +77,7 @@ class Memphis(_Shortcuts, _SchemaCalls):
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected() else ("closed" if self._closed else "not connected")
-        where = self.host if "://" in self.host else f"{self.host}:{self.port}"
-        return f"<Memphis {where} user={self.username!r} {state}>"
+        return f"<Memphis {self.host}:{self.port} user={self.username!r} {state}>"
 
     def _repr_html_(self) -> str:
         state = "connected" if self.is_connected() else ("closed" if self._closed else "not connected")
@@ -115,11 +114,7 @@ class Memphis(_Shortcuts, _SchemaCalls):
 
         Args:
             host: broker host; a leading ``http://``/``https://`` is ignored. A ``ws://`` or
-                ``wss://`` URL connects with NATS over WebSocket (the broker's port 7770, or a
-                proxy in front of it): ``wss://broker.example.com`` (port 443),
-                ``ws://broker:7770``; its port and path come from the URL, and ``port`` stays
-                at its default. ``wss://`` verifies the server with the system CAs, or with
-                ``ca_file`` (mutual TLS with the three files, as over TCP).
+                ``wss://`` URL connects with NATS over WebSocket (:doc:`protocols`).
             username: the Memphis user (an application or root user).
             account_id: tenant id; in password mode the NATS user is ``username$account_id``
                 (brokers that only know the bare username are retried with it).
@@ -161,10 +156,7 @@ class Memphis(_Shortcuts, _SchemaCalls):
             reconnect_interval_ms, timeout_ms, cert_file, key_file, ca_file, max_block_ms=max_block_ms,
             ping_interval_ms=ping_interval_ms, max_pings_outstanding=max_pings_outstanding,
         )
-        self.host, self.port, self.username = normalize_host(host), port, username
-        websocket = websocket_address(self.host, port)
-        if websocket is not None:
-            self.host, self.port = websocket.url, websocket.port
+        (self.host, self.port), self.username = display_address(host, port), username
         self.account_id, self.connection_id = account_id, self._requester.connection_id
         self._conn = conn = self._requester.conn
         self._js = JetStream(conn, max_pending=max_pending_acks)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import attrs
 
@@ -36,7 +36,7 @@ from ..nats.reconnect import ReconnectPolicy
 from ..nats.servers import ServerAddress, redact_url
 from .validate import check_int, check_number
 
-__all__ = ["Requester", "APP_ID", "normalize_host", "websocket_address"]
+__all__ = ["Requester", "APP_ID", "normalize_host", "websocket_address", "display_address"]
 
 logger = logging.getLogger("memphis_sync.client")  # the name users configure (kept from the flat layout)
 
@@ -72,6 +72,16 @@ def websocket_address(host: str, port: int) -> Optional[ServerAddress]:
         return ServerAddress.parse(host)
     except LocalProtocolError as exc:
         raise MemphisConnectError(f"bad WebSocket URL {host!r}: {exc}") from exc
+
+
+def display_address(host: str, port: int) -> Tuple[str, int]:
+    """``(host, port)`` as :class:`~memphis_sync.memphis.client.Memphis` shows them: the host
+    without ``http(s)://``, or ``ws(s)://host`` and the URL's port for a WebSocket URL."""
+    host = normalize_host(host)
+    websocket = websocket_address(host, port)
+    if websocket is None:
+        return host, port
+    return f"{'wss' if websocket.tls else 'ws'}://{websocket.host}", websocket.port
 
 
 class Requester:
