@@ -113,8 +113,7 @@ class Memphis(_Shortcuts, _SchemaCalls):
         """Connect to a Memphis broker (wire contract §1).
 
         Args:
-            host: broker host; a leading ``http://``/``https://`` is ignored. A ``ws://`` or
-                ``wss://`` URL connects with NATS over WebSocket (:doc:`protocols`).
+            host: broker host (a leading ``http(s)://`` is ignored), or a ``ws(s)://`` URL (:doc:`protocols`).
             username: the Memphis user (an application or root user).
             account_id: tenant id; in password mode the NATS user is ``username$account_id``
                 (brokers that only know the bare username are retried with it).
