@@ -241,9 +241,10 @@ class WebSocketStream(Stream):
                 out, self._control = self._control, b""
                 if data:
                     try:
-                        out += self._ws.send(BytesMessage(data=data))
+                        frame = self._ws.send(BytesMessage(data=data))
                     except WsLocalProtocolError as exc:
                         raise WriteError(f"write: the websocket to {self._url} is closing") from exc
+                    out = out + frame if out else frame  # no copy in the common case
         return self._inner.write(out, deadline)
 
     def close(self, *, shutdown: bool = True) -> None:
