@@ -110,3 +110,17 @@ def test_websocket_and_mqtt_listeners(memphis_broker_factory: Callable[..., Loca
         assert port
         with socket.create_connection(("127.0.0.1", port), timeout=2):
             pass
+
+
+def test_the_connect_check_skips_websocket_clients_as_the_memphis_broker_does(memphis_broker: LocalBroker) -> None:
+    # memphis-wire.md §1.3: the user checks of the connect hook do not run for websocket clients
+    from memphis_sync.errors import AuthorizationError
+    from memphis_sync.nats.connection import ReconnectPolicy
+
+    options = {"token": memphis_broker.connection_token, "name": "cid::no-such-user", "reconnect": ReconnectPolicy(enabled=False)}
+    with pytest.raises(AuthorizationError):  # positive control: over TCP the unknown user is refused
+        connect(memphis_broker.url, **options)
+    with connect(memphis_broker.websocket_url, **options) as conn:
+        conn.flush(timeout=2)
+    with pytest.raises(AuthorizationError):  # the token itself is still checked over websocket
+        connect(memphis_broker.websocket_url, **{**options, "token": "wrong"})
