@@ -47,6 +47,7 @@ from .errors import (
     StreamNotFoundError,
     SubscriptionClosedError,
     UnconfirmedPublishWarning,
+    WebSocketUpgradeError,
     WriteError,
     WrongLastSequenceError,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "PayloadTooLargeError",
     "NetworkError",
     "MemphisConnectError",
+    "WebSocketUpgradeError",
     "ReadError",
     "WriteError",
     "ConnectionClosedError",

@@ -13,6 +13,8 @@ from typing import Final
 MEMPHIS_PORT: Final = 6666
 #: Plain NATS servers listen on 4222.
 NATS_PORT: Final = 4222
+#: Memphis brokers serve NATS over WebSocket on 7770 (memphis ``server/opts.go``; the web UI uses it).
+MEMPHIS_WS_PORT: Final = 7770
 
 #: TCP + handshake timeout; nats.go and nats-py both use 2 s.
 CONNECT_TIMEOUT: Final = 2.0

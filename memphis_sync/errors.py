@@ -19,6 +19,7 @@ __all__ = [
     "PayloadTooLargeError",
     "NetworkError",
     "MemphisConnectError",
+    "WebSocketUpgradeError",
     "ReadError",
     "WriteError",
     "ConnectionClosedError",
@@ -107,6 +108,18 @@ class NetworkError(MemphisError):
 
 class MemphisConnectError(NetworkError):
     """Could not connect or complete the handshake with any server."""
+
+
+class WebSocketUpgradeError(MemphisConnectError):
+    """A ``ws://``/``wss://`` server answered the WebSocket upgrade with an HTTP error.
+
+    Attributes:
+        status_code: the HTTP status of the answer (403, 404, ...).
+    """
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class ReadError(NetworkError):

@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--password", default=None, help="password mode: users <username>$<account-id> and <username> with this password")
     parser.add_argument("--account-id", type=int, default=_defaults.MEMPHIS_ACCOUNT_ID, help="account id of password mode (default: %(default)s)")
     parser.add_argument("--cluster", type=int, choices=(1, 3), default=1, help="1 server, or a 3-node cluster on free ports")
-    parser.add_argument("--websocket-port", type=int, default=None, help="also serve NATS over websocket (0 = free port)")
+    ws = parser.add_mutually_exclusive_group()
+    ws.add_argument("--websocket-port", type=int, default=None,
+                    help=f"port of NATS over WebSocket, 0 = any free port (default: {_defaults.MEMPHIS_WS_PORT}, any free port with --port 0)")
+    ws.add_argument("--no-websocket", action="store_true", help="do not serve NATS over WebSocket")
     parser.add_argument("--mqtt-port", type=int, default=None, help="also serve MQTT (0 = free port)")
     parser.add_argument("--rest-port", type=int, default=_defaults.REST_GATEWAY_PORT, help="REST gateway port, 0 = any free port (default: %(default)s)")
     parser.add_argument("--no-rest", action="store_true", help="do not serve the REST gateway ingress")
@@ -67,11 +70,17 @@ def _broker(args: argparse.Namespace) -> LocalBroker:
         account_id=args.account_id,
         tls=tls,
         cluster_size=args.cluster,
-        websocket_port=args.websocket_port,
+        websocket_port=None if args.no_websocket else _websocket_port(args),
         mqtt_port=args.mqtt_port,
         rest_port=None if args.no_rest else args.rest_port,
         **kwargs,
     )
+
+
+def _websocket_port(args: argparse.Namespace) -> int:
+    if args.websocket_port is not None:
+        return int(args.websocket_port)
+    return 0 if args.port == 0 else _defaults.MEMPHIS_WS_PORT
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -90,8 +99,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
             broker.start()
             secret = f"password {broker.password!r}" if broker.password else f"connection token {broker.connection_token!r}"
             rest = "" if args.no_rest else f", REST gateway {broker.rest_url}"
+            websocket = f" and {', '.join(broker.websocket_urls)}" if broker.websocket_urls else ""
             print(
-                f"memphis broker ready on {', '.join(broker.urls)} (nats-server pid "
+                f"memphis broker ready on {', '.join(broker.urls)}{websocket} (nats-server pid "
                 f"{', '.join(map(str, broker.pids))}, store {broker.store_dir}{rest}); "
                 f"connect with username {broker.username!r} and {secret}. Ctrl-C to stop.",
                 file=out,

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 from memphis_sync import _defaults
 from memphis_sync.broker.auth_callout import AuthCallout, ConnectCheck
 from memphis_sync.broker.cluster import NatsCluster
-from memphis_sync.broker.config import PathLike, TlsFiles, find_nats_server
+from memphis_sync.broker.config import PathLike, TlsFiles, find_nats_server, hostport
 from memphis_sync.broker.control_plane import ControlPlane
 from memphis_sync.broker.server import DEFAULT_TIMEOUT, NatsServer
 from memphis_sync.errors import BrokerError
@@ -92,7 +92,10 @@ class LocalBroker:
         tls: Serve clients over TLS with these files.
         cluster_size: 1 for one server, or 3 for a cluster on loopback (stations with replicas 3
             become R3 streams).
-        websocket_port: Also listen for NATS over websocket (0 = free port).
+        websocket_port: Port of the NATS over WebSocket listener (on by default: 0 = a free
+            port, as in tests; the ``memphis-sync broker`` command uses 7770,
+            ``_defaults.MEMPHIS_WS_PORT``, as a Memphis broker); None turns it off. Same TLS as
+            the client port. With ``cluster_size`` > 1 every node gets a free port.
         mqtt_port: Also listen for MQTT (0 = free port).
         rest_port: Also serve HTTP like the Memphis REST gateway (0 = free port; off by
             default): see :mod:`memphis_sync.broker.rest` (needs the ``broker`` extra).
@@ -119,7 +122,7 @@ class LocalBroker:
         users: Optional[Mapping[str, str]] = None,
         tls: Optional[TlsFiles] = None,
         cluster_size: int = 1,
-        websocket_port: Optional[int] = None,
+        websocket_port: Optional[int] = 0,
         mqtt_port: Optional[int] = None,
         rest_port: Optional[int] = None,
         rest_settings: Optional["RestSettings"] = None,
@@ -146,8 +149,9 @@ class LocalBroker:
         self._cp_password = secrets.token_hex(16)
         self._binary = binary
         kwargs: Dict[str, Any] = dict(host=host, max_payload=max_payload, tls=tls, debug=debug, binary=binary)
+        self._requested_ws_port = websocket_port if cluster_size == 1 else None
         if websocket_port is not None:
-            kwargs["websocket_port"] = websocket_port
+            kwargs["websocket_port"] = websocket_port if cluster_size == 1 else 0
         if mqtt_port is not None:
             kwargs["mqtt_port"] = mqtt_port
         self._auth_callout: Optional[AuthCallout] = None
@@ -201,6 +205,8 @@ class LocalBroker:
         servers = self._nodes()
         if len(servers) == 1 and self._requested_port and not servers[0].is_running():
             _check_port_free(self._host, self._requested_port)
+            if self._requested_ws_port:
+                _check_port_free(self._host, self._requested_ws_port)
         self._server.start()
         try:
             self.start_control_plane()
@@ -339,6 +345,25 @@ class LocalBroker:
         return [node.url for node in self._nodes()]
 
     @property
+    def websocket_url(self) -> str:
+        """``ws://host:port`` (``wss://`` with TLS) of the first node's WebSocket listener.
+
+        Raises:
+            BrokerError: the WebSocket listener is off (``websocket_port=None``), or the broker
+                never started.
+        """
+        urls = self.websocket_urls
+        if not urls:
+            raise BrokerError("the WebSocket listener is off (websocket_port=None) or the broker never started")
+        return urls[0]
+
+    @property
+    def websocket_urls(self) -> List[str]:
+        """The WebSocket URLs of every node (empty when the listener is off)."""
+        scheme = "wss" if self._tls is not None else "ws"
+        return [f"{scheme}://{hostport(self.host, node.websocket_port)}" for node in self._nodes() if node.websocket_port]
+
+    @property
     def username(self) -> str:
         """The Memphis user name to connect with."""
         return self._username
@@ -415,10 +440,18 @@ class LocalBroker:
             "auth_callout": self._auth_callout,
         }
 
-    def connect_kwargs(self) -> Dict[str, Any]:
+    def connect_kwargs(self, *, websocket: bool = False) -> Dict[str, Any]:
         """Keyword arguments for the Memphis SDK ``connect()``: host, port, username, account_id
-        and ``connection_token`` or ``password``."""
+        and ``connection_token`` or ``password``.
+
+        Args:
+            websocket: connect over NATS over WebSocket: ``host`` is then :attr:`websocket_url`
+                and there is no ``port`` (memphis-sync's ``connect()`` only; the official SDKs
+                have no WebSocket).
+        """
         kwargs: Dict[str, Any] = {"host": self.host, "port": self.port, "username": self._username}
+        if websocket:
+            kwargs = {"host": self.websocket_url, "username": self._username}
         if self._password:
             kwargs.update(password=self._password, account_id=self._account_id)
         else:

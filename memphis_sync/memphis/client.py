@@ -28,7 +28,7 @@ from .consumer import Consumer, creation_fields, open_consumer
 from .message import MessageBatch
 from .producer import Producer, open_producer
 from .registry import Registry, registry_key, with_random_suffix
-from .requester import APP_ID, Requester, normalize_host
+from .requester import APP_ID, Requester, display_address
 from .schema_calls import _SchemaCalls
 from .schemaverse import validate_schema_name
 from .shortcuts import _Shortcuts
@@ -110,7 +110,7 @@ class Memphis(_Shortcuts, _SchemaCalls):
         """Connect to a Memphis broker (wire contract §1).
 
         Args:
-            host: broker host; a leading ``http://``/``https://`` is ignored.
+            host: broker host (a leading ``http(s)://`` is ignored), or a ``ws(s)://`` URL (:doc:`protocols`).
             username: the Memphis user (an application or root user).
             account_id: tenant id; in password mode the NATS user is ``username$account_id``
                 (brokers that only know the bare username are retried with it).
@@ -152,7 +152,7 @@ class Memphis(_Shortcuts, _SchemaCalls):
             reconnect_interval_ms, timeout_ms, cert_file, key_file, ca_file, max_block_ms=max_block_ms,
             ping_interval_ms=ping_interval_ms, max_pings_outstanding=max_pings_outstanding,
         )
-        self.host, self.port, self.username = normalize_host(host), port, username
+        (self.host, self.port), self.username = display_address(host, port), username
         self.account_id, self.connection_id = account_id, self._requester.connection_id
         self._conn = conn = self._requester.conn
         self._js = JetStream(conn, max_pending=max_pending_acks)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import attrs
 
@@ -21,6 +21,7 @@ from .._timeouts import left
 from ..errors import (
     AuthorizationError,
     ConnectionClosedError,
+    LocalProtocolError,
     MemphisConnectError,
     MemphisError,
     MemphisRequestError,
@@ -32,10 +33,10 @@ from ..errors import (
 from ..jetstream import JetStream
 from ..nats.connection import Connection, TlsOptions
 from ..nats.reconnect import ReconnectPolicy
-from ..nats.servers import redact_url
+from ..nats.servers import ServerAddress, redact_url
 from .validate import check_bool, check_int, check_number, check_str
 
-__all__ = ["Requester", "APP_ID", "normalize_host"]
+__all__ = ["Requester", "APP_ID", "normalize_host", "websocket_address", "display_address"]
 
 logger = logging.getLogger("memphis_sync.client")  # the name users configure (kept from the flat layout)
 
@@ -51,6 +52,36 @@ def normalize_host(host: str) -> str:
         if host.startswith(prefix):
             return host[len(prefix):]
     return host
+
+
+def websocket_address(host: str, port: int) -> Optional[ServerAddress]:
+    """The server of a ``ws://``/``wss://`` ``host`` (NATS over WebSocket; the port, 80/443
+    by default, and the path come from the URL), or None for a plain host name.
+
+    Raises:
+        MemphisConnectError: a bad URL, or a ``port`` other than the default given with it
+            (``port`` is the NATS client port: the WebSocket port belongs in the URL).
+    """
+    if not host.lower().startswith(("ws://", "wss://")):
+        return None
+    if port != _defaults.MEMPHIS_PORT:
+        raise MemphisConnectError(
+            f"port={port} is the NATS client port; with a WebSocket URL put its port in the URL ({host!r})"
+        )
+    try:
+        return ServerAddress.parse(host)
+    except LocalProtocolError as exc:
+        raise MemphisConnectError(f"bad WebSocket URL {host!r}: {exc}") from exc
+
+
+def display_address(host: str, port: int) -> Tuple[str, int]:
+    """``(host, port)`` as :class:`~memphis_sync.memphis.client.Memphis` shows them: the host
+    without ``http(s)://``, or ``ws(s)://host`` and the URL's port for a WebSocket URL."""
+    host = normalize_host(host)
+    websocket = websocket_address(host, port)
+    if websocket is None:
+        return host, port
+    return f"{'wss' if websocket.tls else 'ws'}://{websocket.host}", websocket.port
 
 
 class Requester:
@@ -91,12 +122,13 @@ class Requester:
                 f"host must be a host name or address, without credentials ({redact_url(host)!r}); "
                 "pass connection_token= or password= instead"
             )
-        if "://" in host:  # nats://, tls://, memphis://: a URL where a host name goes
+        websocket = websocket_address(host, port)
+        if websocket is None and "://" in host:  # nats://, tls://, memphis://: a URL where a host name goes
             raise MemphisConnectError(
                 f"host must be a host name or address, not a URL ({host!r}): pass host= and port=, or use "
-                "memphis_sync.from_url('memphis://USER:TOKEN@HOST:PORT')"
+                "memphis_sync.from_url('memphis://USER:TOKEN@HOST:PORT') (ws:// and wss:// URLs are accepted)"
             )
-        if host.count(":") == 1:
+        if websocket is None and host.count(":") == 1:
             raise MemphisConnectError(f"host must not include a port ({host!r}); pass port= instead")
         if not isinstance(username, str) or not username:
             raise MemphisConnectError(f"username must be a non-empty str, got {username!r}")
@@ -118,7 +150,7 @@ class Requester:
             for given, what in ((cert_file, "cert"), (key_file, "key"), (ca_file, "ca")):
                 if not given:
                     raise MemphisConnectError(f"Must provide a TLS {what} file")
-            tls = TlsOptions(ca_file=ca_file, cert_file=cert_file, key_file=key_file, hostname=host)
+            tls = TlsOptions(ca_file=ca_file, cert_file=cert_file, key_file=key_file, hostname=websocket.host if websocket else host)
             # checked here, before dialing: a bad file is a MemphisConnectError naming it
             tls = attrs.evolve(tls, context=tls.build_context())
         connection_id = str(uuid.uuid4())
@@ -131,7 +163,9 @@ class Requester:
             "ping_interval": ping_interval_ms / 1000,
             "max_pings_outstanding": max_pings_outstanding,
         }
-        if host.count(":") >= 2 and not host.startswith("["):  # a bare IPv6 address
+        if websocket is not None:
+            server = websocket.url
+        elif host.count(":") >= 2 and not host.startswith("["):  # a bare IPv6 address
             server = f"nats://[{host}]:{port}"
         else:
             server = f"nats://{host}:{port}"

@@ -14,6 +14,7 @@ at a time, so only one thread ever installs a stream.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from typing import Any, Dict, List, Optional
 
@@ -26,6 +27,7 @@ from .protocol import PING, Info, Parser, encode_connect
 from .reconnect import build_retrying
 from .servers import ServerAddress, TlsOptions, redact_url
 from .transport import SocketStream, Stream, TlsStream, open_tcp
+from .websocket import open_websocket
 
 __all__: List[str] = []
 
@@ -113,13 +115,17 @@ class _Dialer(_ConnectionCore):
         stream: Stream = SocketStream(sock)
         try:
             parser = Parser()
-            info = read_info(stream, parser, deadline, self.connect_timeout, server.url)
-            use_tls = server.tls or self._tls is not None or info.tls_required
-            if use_tls:
-                if self._tls_context is None:
-                    self._tls_context = (self._tls or TlsOptions()).build_context()
-                hostname = (self._tls.hostname if self._tls else None) or server.tls_name or server.host
-                stream = TlsStream(sock, self._tls_context, hostname, max(0.01, deadline - time.monotonic()), self._kick_flusher)
+            if server.websocket:  # TLS first (wss), then the upgrade; INFO comes inside frames
+                use_tls = server.tls or self._tls is not None
+                if use_tls:
+                    stream = self._tls_stream(sock, server, deadline)
+                stream = open_websocket(stream, server, deadline, self._kick_flusher)
+                info = read_info(stream, parser, deadline, self.connect_timeout, server.url)
+            else:
+                info = read_info(stream, parser, deadline, self.connect_timeout, server.url)
+                use_tls = server.tls or self._tls is not None or info.tls_required
+                if use_tls:
+                    stream = self._tls_stream(sock, server, deadline)
             if not stream.write(encode_connect(self._connect_options(server, info, use_tls)) + PING, deadline):
                 raise ConnectTimeout(f"connect to {server.url}: the server took no CONNECT within {self.connect_timeout} s")
             await_pong(stream, parser, deadline, self.connect_timeout, server.url)
@@ -134,6 +140,12 @@ class _Dialer(_ConnectionCore):
             self._pings_out = 0
         self._absorb_info(info, initial=True)
         logger.info("connected to %s (server %s %s)", server.url, info.server_id, info.version)
+
+    def _tls_stream(self, sock: socket.socket, server: ServerAddress, deadline: float) -> TlsStream:
+        if self._tls_context is None:
+            self._tls_context = (self._tls or TlsOptions()).build_context()
+        hostname = (self._tls.hostname if self._tls else None) or server.tls_name or server.host
+        return TlsStream(sock, self._tls_context, hostname, max(0.01, deadline - time.monotonic()), self._kick_flusher)
 
     def _connect_options(self, server: ServerAddress, info: Info, use_tls: bool) -> Dict[str, Any]:
         opts: Dict[str, Any] = {
@@ -178,6 +190,8 @@ class _Dialer(_ConnectionCore):
                         continue
                     if (server.host, server.port) not in known:
                         server.tls = use_tls
+                        if self._current is not None and self._current.websocket:  # ws connect_urls
+                            server.websocket, server.path = True, self._current.path
                         if use_tls and self._current is not None:
                             server.tls_name = self._current.tls_name or self._current.host
                         self._pool.append(server)

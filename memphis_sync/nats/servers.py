@@ -42,6 +42,10 @@ def redact_url(text: str) -> str:
         return f"{text[:head]}{user}:{REDACTED}{text[at:]}"
     return f"{text[:head]}{REDACTED}{text[at:]}"
 
+#: Default ports of the WebSocket schemes (those of HTTP and HTTPS, as browsers and nats.go).
+_WS_PORTS = {"ws": 80, "wss": 443}
+_SCHEMES = ("nats", "tls", *_WS_PORTS)
+
 
 @attrs.frozen(kw_only=True)
 class TlsOptions:
@@ -90,10 +94,15 @@ class ServerAddress:
     token: Optional[str] = None
     tls_name: Optional[str] = None
     auth_failures: int = 0
+    #: NATS over WebSocket (``ws://``, ``wss://``: see :mod:`memphis_sync.nats.websocket`)
+    websocket: bool = False
+    #: the HTTP path (and query) of the WebSocket upgrade
+    path: str = "/"
 
     @classmethod
     def parse(cls, text: str, *, discovered: bool = False, default_port: int = _defaults.NATS_PORT) -> "ServerAddress":
-        """Parse ``nats://[user:pass@]host:port``, ``tls://...``, ``host:port`` or ``host``."""
+        """Parse ``nats://[user:pass@]host:port``, ``tls://...``, ``ws://...``, ``wss://...``
+        (NATS over WebSocket, default ports 80 and 443, optional path), ``host:port`` or ``host``."""
         if not isinstance(text, str):
             raise LocalProtocolError(f"a server address must be a str, got {type(text).__name__}")
         raw = text.strip()
@@ -111,8 +120,11 @@ class ServerAddress:
         if parts is None:
             raise LocalProtocolError(f"malformed server address {shown!r}")
         scheme = parts.scheme.lower()
-        if scheme not in ("nats", "tls"):
+        if scheme not in _SCHEMES:
             raise LocalProtocolError(f"unsupported server URL scheme {parts.scheme!r} in {shown!r}")
+        websocket = scheme in _WS_PORTS
+        if websocket:
+            default_port = _WS_PORTS[scheme]
         port: Optional[int] = None
         try:
             port = parts.port or default_port
@@ -129,7 +141,13 @@ class ServerAddress:
                 user, password = unquote(parts.username), unquote(parts.password)
             else:
                 token = unquote(parts.username)
-        return cls(host=host, port=port, tls=scheme == "tls", discovered=discovered, user=user, password=password, token=token)
+        path = "/"
+        if websocket:
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return cls(
+            host=host, port=port, tls=scheme in ("tls", "wss"), discovered=discovered, user=user, password=password,
+            token=token, websocket=websocket, path=path,
+        )
 
     def __repr__(self) -> str:
         return f"ServerAddress({self.redacted_url!r}, discovered={self.discovered})"
@@ -138,6 +156,8 @@ class ServerAddress:
     def url(self) -> str:
         """``scheme://host:port``, without credentials (safe to show)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.websocket:
+            return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}{'' if self.path == '/' else self.path}"
         return f"{'tls' if self.tls else 'nats'}://{host}:{self.port}"
 
     @property

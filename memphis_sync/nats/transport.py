@@ -256,10 +256,13 @@ class TlsStream(SocketStream):
     def read(self, max_bytes: int, timeout: Optional[float] = None) -> bytes:
         while True:
             with self._tls_lock:
-                chunks = []
+                chunks: List[bytes] = []
                 try:
                     while True:
-                        chunks.append(self._obj.read(max_bytes))
+                        chunk = self._obj.read(max_bytes)
+                        if not chunk:  # the peer's close_notify: the end of the stream
+                            return b"".join(chunks)
+                        chunks.append(chunk)
                 except ssl.SSLWantReadError:
                     pass
                 except ssl.SSLZeroReturnError:

@@ -174,9 +174,12 @@ def test_cli_runs_until_signal(tmp_path: Path, sig: int) -> None:
         assert "memphis broker ready on nats://127.0.0.1:" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
         assert "username 'root' and password 'pw'" in line
         url = line.split("ready on ")[1].split(" ")[0]
-        conn = connect(url, user="root$1", password="pw")
-        assert ask(conn, "$memphis_station_creations", {"name": "cli", "partitions_number": 1, "username": "root"}) == ""
-        conn.close()
+        ws_url = line.split(" and ")[1].split(" ")[0]
+        assert ws_url.startswith("ws://127.0.0.1:") and ws_url != "ws://127.0.0.1:7770"  # --port 0: a free one
+        for server in (url, ws_url):
+            conn = connect(server, user="root$1", password="pw")
+            assert ask(conn, "$memphis_station_creations", {"name": "cli", "partitions_number": 1, "username": "root"}) == ""
+            conn.close()
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=15)
         assert proc.returncode == 0, err

@@ -247,6 +247,18 @@ def test_connect_host_as_a_url_says_what_to_do(host):
     assert host in str(bad.value)
 
 
+def test_connect_host_as_a_websocket_url():
+    from memphis_sync.memphis.requester import display_address
+
+    assert display_address("wss://broker.example.com", 6666) == ("wss://broker.example.com", 443)
+    assert display_address("ws://127.0.0.1:7770/nats", 6666) == ("ws://127.0.0.1", 7770)
+    assert display_address("broker", 6666) == ("broker", 6666)  # the plain host form is unchanged
+    with pytest.raises(MemphisConnectError, match="port=7770 is the NATS client port; with a WebSocket URL put its port in the URL"):
+        memphis_sync.connect("ws://localhost", "root", connection_token="t", port=7770)
+    with pytest.raises(MemphisConnectError, match="bad WebSocket URL"):
+        memphis_sync.connect("ws://localhost:notaport", "root", connection_token="t")
+
+
 def test_one_memphis_prefix_also_when_an_error_quotes_another():
     from memphis_sync.errors import MemphisConnectError, NetworkError
 

@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any, Dict
 
 import pytest
 
 import memphis_sync
+from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def test_produce_consume_partitions_headers_on_local_broker(memphis_broker):
+@pytest.fixture(params=["tcp", "websocket"])
+def connect_kwargs(request: pytest.FixtureRequest, memphis_broker: Any) -> Dict[str, Any]:
+    """``connect()`` arguments for the session broker, over TCP and over NATS over WebSocket:
+    every flow below runs on both transports."""
+    return memphis_broker.connect_kwargs(websocket=request.param == "websocket")
+
+
+def test_the_flows_run_on_the_transport_they_name(connect_kwargs: Dict[str, Any], memphis_broker: Any) -> None:
+    with memphis_sync.connect(**connect_kwargs) as memphis:
+        used = memphis.connection.describe_server()
+        assert memphis.station(f"tr-{uuid.uuid4().hex[:8]}").name
+    websocket = connect_kwargs["host"].startswith("ws://")
+    assert used == (memphis_broker.websocket_url if websocket else memphis_broker.url)
+    assert used.startswith("ws://" if websocket else "nats://")
+
+
+def test_produce_consume_partitions_headers_on_local_broker(connect_kwargs):
     name = f"lb-{uuid.uuid4().hex[:8]}"
-    with memphis_sync.connect(**memphis_broker.connect_kwargs()) as memphis:
+    with memphis_sync.connect(**connect_kwargs) as memphis:
         station = memphis.station(name, partitions_number=3)
         producer = memphis.producer(name, "p")
         for i in range(30):
@@ -38,9 +56,9 @@ def test_produce_consume_partitions_headers_on_local_broker(memphis_broker):
         station.destroy()
 
 
-def test_msg_id_idempotency_on_local_broker(memphis_broker):
+def test_msg_id_idempotency_on_local_broker(connect_kwargs):
     name = f"idem-{uuid.uuid4().hex[:8]}"
-    with memphis_sync.connect(**memphis_broker.connect_kwargs()) as memphis:
+    with memphis_sync.connect(**connect_kwargs) as memphis:
         station = memphis.station(name, idempotency_window_ms=60_000)
         producer = memphis.producer(name, "p")
         first = producer.produce("once", msg_id="order-1")
@@ -63,11 +81,11 @@ def test_msg_id_idempotency_on_local_broker(memphis_broker):
         station.destroy()
 
 
-def test_get_headers_is_a_plain_dict_like_the_sdk(memphis_broker):
+def test_get_headers_is_a_plain_dict_like_the_sdk(connect_kwargs):
     import json
 
     name = f"hdr-{uuid.uuid4().hex[:8]}"
-    with memphis_sync.connect(**memphis_broker.connect_kwargs()) as memphis:
+    with memphis_sync.connect(**connect_kwargs) as memphis:
         producer = memphis.producer(name, "p")
         headers = memphis_sync.Headers()
         headers.add("tag", "one")
@@ -89,3 +107,41 @@ def test_get_headers_is_a_plain_dict_like_the_sdk(memphis_broker):
         consumer.destroy()
         producer.destroy()
         memphis.station(name).destroy()
+
+
+def test_nack_redelivery_and_dead_letters_on_local_broker(connect_kwargs, memphis_broker):
+    """A nacked message comes again until max_msg_deliveries, then is a poison message in the
+    dead-letter station; dead_letter() records one at once with its reason."""
+    name = f"dls-{uuid.uuid4().hex[:8]}"
+    with memphis_sync.connect(**connect_kwargs) as memphis:
+        station = memphis.station(name)
+        producer = memphis.producer(name, "p")
+        producer.produce(b"poison", headers={"k": "v"})
+        producer.produce(b"refused")
+        consumer = memphis.consumer(name, "c", consumer_group="g", max_msg_deliveries=2, max_ack_time_ms=1000, batch_size=10)
+        deliveries = {b"poison": 0, b"refused": 0}
+
+        def handle() -> bool:
+            for msg in consumer.fetch():
+                data = bytes(msg.get_data())
+                deliveries[data] += 1
+                if data == b"poison":
+                    assert msg.get_headers()["k"] == "v"
+                    msg.nack()
+                else:
+                    msg.dead_letter("bad order")
+            # JetStream gives up on the nacked one at the next pull after its last delivery
+            return len(memphis_broker.control_plane.dls_messages(name)) == 2
+
+        wait_until(handle, 30, "both dead letters")
+        assert deliveries == {b"poison": 2, b"refused": 1}
+        records = memphis_broker.control_plane.dls_messages(name)
+        by_data = {bytes.fromhex(r["message_details"]["data"]): r for r in records}
+        assert set(by_data) == {b"poison", b"refused"}
+        assert all(r["message_type"] == "poison" and r["poisoned_cgs"] == ["g"] for r in records)
+        assert by_data[b"refused"]["validation_error"] == "bad order"
+        assert by_data[b"poison"]["producer_name"] == "p"
+        assert consumer.fetch() == []  # neither comes again
+        consumer.destroy()
+        producer.destroy()
+        station.destroy()

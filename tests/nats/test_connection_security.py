@@ -8,6 +8,7 @@ import pytest
 
 from memphis_sync.errors import AuthorizationError, MemphisConnectError
 from memphis_sync.nats.connection import ReconnectPolicy, TlsOptions, connect
+from memphis_sync.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +23,19 @@ def test_tls_with_server_verification(tls_nats_server, tls_certs):
     with connect(tls_nats_server.url, tls=TlsOptions(ca_file=str(tls_certs.ca_pem))) as c:
         _roundtrip(c)
         assert c.server_info.tls_required
+
+
+def test_tls_server_stop_is_a_disconnect_and_the_client_reconnects(tls_nats_server, tls_certs):
+    # nats-server ends TLS with close_notify: the reader must see the end of the stream (it
+    # used to spin on the empty reads, connected forever, at full CPU)
+    with connect(tls_nats_server.url, tls=TlsOptions(ca_file=str(tls_certs.ca_pem)), reconnect=ReconnectPolicy(wait=0.05)) as c:
+        sub = c.subscribe("sec")
+        tls_nats_server.stop()
+        wait_until(lambda: not c.is_connected(), 5, "the disconnect")
+        tls_nats_server.start()
+        wait_until(c.is_connected, 10, "the reconnect")
+        c.publish("sec", b"again")
+        assert sub.next_msg(timeout=2).payload == b"again"
 
 
 def test_tls_required_by_server_is_honoured_without_tls_scheme(tls_nats_server, tls_certs):
