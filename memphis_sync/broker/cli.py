@@ -100,6 +100,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
             secret = f"password {broker.password!r}" if broker.password else f"connection token {broker.connection_token!r}"
             rest = "" if args.no_rest else f", REST gateway {broker.rest_url}"
             websocket = f" and {', '.join(broker.websocket_urls)}" if broker.websocket_urls else ""
+            websocket += f", MQTT {', '.join(broker.mqtt_urls)}" if broker.mqtt_urls else ""
             print(
                 f"memphis broker ready on {', '.join(broker.urls)}{websocket} (nats-server pid "
                 f"{', '.join(map(str, broker.pids))}, store {broker.store_dir}{rest}); "

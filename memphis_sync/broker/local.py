@@ -364,6 +364,11 @@ class LocalBroker:
         return [f"{scheme}://{hostport(self.host, node.websocket_port)}" for node in self._nodes() if node.websocket_port]
 
     @property
+    def mqtt_urls(self) -> List[str]:
+        """``mqtt://host:port`` of every node's MQTT listener (empty when it is off)."""
+        return [f"mqtt://{hostport(self.host, node.mqtt_port)}" for node in self._nodes() if node.mqtt_port]
+
+    @property
     def username(self) -> str:
         """The Memphis user name to connect with."""
         return self._username

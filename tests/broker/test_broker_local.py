@@ -190,6 +190,23 @@ def test_cli_runs_until_signal(tmp_path: Path, sig: int) -> None:
             proc.communicate()
 
 
+def test_cli_prints_the_mqtt_url(tmp_path: Path) -> None:
+    proc = _run_cli(tmp_path, "--mqtt-port", "0")
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert ", MQTT mqtt://127.0.0.1:" in line, line
+        port = int(line.split(", MQTT mqtt://127.0.0.1:")[1].split(" ")[0].rstrip(","))
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # a free port was chosen and is served
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def test_cli_port_in_use(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

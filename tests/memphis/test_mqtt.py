@@ -91,9 +91,8 @@ def broker(memphis_broker_factory: Callable[..., LocalBroker]) -> LocalBroker:
 
 
 def _mqtt_port(broker: LocalBroker) -> int:
-    port = broker.nats_server.mqtt_port  # type: ignore[union-attr]  # one server, not a cluster
-    assert port
-    return port
+    [url] = broker.mqtt_urls
+    return int(url.rsplit(":", 1)[1])
 
 
 @pytest.fixture
