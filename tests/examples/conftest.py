@@ -15,5 +15,5 @@ def examples_on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """``examples/`` importable (as the scripts see it when run from there)."""
     monkeypatch.syspath_prepend(str(EXAMPLES))
     yield EXAMPLES
-    for name in ("flask_app", "memphis_env"):
+    for name in ("flask_app", "memphis_env", "producer", "consumer", "celery_app"):
         sys.modules.pop(name, None)

@@ -14,7 +14,7 @@ import urllib.request
 from typing import Any, Dict, Iterator, List, Set
 
 import pytest
-from example_tools import EXAMPLES, broker_env, refused_port, subprocess_env
+from example_tools import EXAMPLES, broker_env, doc_command, refused_port, subprocess_env
 
 import memphis_sync
 from memphis_sync.broker.local import LocalBroker
@@ -112,20 +112,22 @@ def test_consume_orders_command_receives_what_the_view_produced(memphis_broker, 
     for i in range(20):
         assert _post(client, {"id": f"c-{i}", "n": i}).status_code == 201
     env = dict(broker_env(memphis_broker), ORDERS_STATION=station)
-    result = manage(["consume_orders", "--count", "20", "--group", "workers"], env)
+    argv, cwd = doc_command("django-consume")  # group order-workers
+    result = subprocess.run(argv, cwd=cwd, env=subprocess_env(env), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["order"]["n"] for line in lines] == list(range(20))
     assert "connected to Memphis at" in result.stderr and "closed the Memphis connection" in result.stderr
     # acked: the group has nothing more
-    result = manage(["consume_orders", "--count", "1", "--group", "workers", "--timeout", "1"], env)
+    result = manage(["consume_orders", "--count", "1", "--timeout", "1"], env)
     assert result.returncode == 1
     assert "CommandError: only 0 of 1 orders within 1 s" in result.stderr
 
 
 def test_manage_py_check_works_with_the_broker_down():
     env = {"MEMPHIS_PORT": str(refused_port())}
-    result = manage(["check"], env)
+    argv, cwd = doc_command("django-check")
+    result = subprocess.run(argv, cwd=cwd, env=subprocess_env(env), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
     assert "connected to Memphis" not in result.stderr
@@ -157,9 +159,9 @@ def test_runserver_autoreloader_parent_never_connects_and_the_child_closes_at_ex
     port = refused_port()  # free now, for runserver to take
     env = dict(broker_env(memphis_broker), ORDERS_STATION="django-runserver")
     before = _client_names(memphis_broker)
+    argv, cwd = doc_command("django-runserver", port)  # with the autoreloader
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"],  # with the autoreloader
-        cwd=PROJECT, env=subprocess_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        argv, cwd=cwd, env=subprocess_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # its own process group: Ctrl-C (SIGINT) reaches parent and child
     )
     try:

@@ -4,12 +4,13 @@ local broker, configured by the ``MEMPHIS_*`` environment variables."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
-from example_tools import EXAMPLES, broker_env, refused_port, subprocess_env
+from example_tools import EXAMPLES, broker_env, doc_command, refused_port, subprocess_env
 
 pytestmark = pytest.mark.integration
 
@@ -19,23 +20,25 @@ def run(script: str, args: List[str], env: Dict[str, str], timeout: float = 30) 
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_the_producer_sends_n_and_the_consumer_receives_n_and_exits(memphis_broker):
-    env = broker_env(memphis_broker)
-    station = "scripts-orders"
-    produced = run("producer.py", ["--station", station, "--count", "60", "--text", "hi"], env)
+def test_the_producer_sends_n_and_the_consumer_receives_n_and_exits(memphis_broker_function):
+    """The commands of docs/frameworks/scripts.rst, as shown (station ``orders``: a fresh broker)."""
+    env = subprocess_env(broker_env(memphis_broker_function))
+    argv, cwd = doc_command("producer")
+    produced = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
     assert produced.returncode == 0, produced.stderr
-    assert produced.stdout.startswith(f"produced 60 messages to {station!r} in ")
+    assert produced.stdout.startswith("produced 100 messages to 'orders' in ")
 
-    consumed = run("consumer.py", ["--station", station, "--group", "scripts-reader", "--count", "60"], env)
+    argv, cwd = doc_command("consumer")
+    consumed = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
     assert consumed.returncode == 0, consumed.stderr
     lines = [json.loads(line) for line in consumed.stdout.splitlines()]
-    assert [line["data"] for line in lines] == [{"n": n, "text": "hi"} for n in range(60)]
-    assert [line["seq"] for line in lines] == list(range(1, 61))
+    assert [line["data"] for line in lines] == [{"n": n, "text": "hello"} for n in range(100)]
+    assert [line["seq"] for line in lines] == list(range(1, 101))
 
     # run again with the same ids: the broker drops the repeats (the idempotency window)
-    again = run("producer.py", ["--station", station, "--count", "60", "--nonblocking"], env)
+    again = run("producer.py", ["--count", "100", "--nonblocking"], broker_env(memphis_broker_function))
     assert again.returncode == 0, again.stderr
-    nothing = run("consumer.py", ["--station", station, "--group", "scripts-reader", "--count", "1", "--timeout", "1"], env)
+    nothing = run("consumer.py", ["--count", "1", "--timeout", "1"], broker_env(memphis_broker_function))
     assert nothing.returncode == 1
     assert "only 0 of 1 messages within 1 s" in nothing.stderr
 
@@ -63,18 +66,38 @@ def test_a_consumer_started_first_waits_for_the_producer(memphis_broker):
     assert sorted(line["data"]["n"] for line in lines) == list(range(25))
 
 
-def test_broker_unreachable_exits_2_with_the_reason():
-    env = {"MEMPHIS_HOST": "127.0.0.1", "MEMPHIS_PORT": str(refused_port())}
-    for script in ("producer.py", "consumer.py"):
-        result = run(script, ["--count", "1"], env)
-        assert result.returncode == 2, (script, result.stdout, result.stderr)
-        assert "could not connect" in result.stderr and env["MEMPHIS_PORT"] in result.stderr
-        assert "Traceback" not in result.stderr
+@pytest.fixture
+def scripts(examples_on_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The two scripts imported (their ``main(argv)``), with no ``MEMPHIS_*`` variable set."""
+    for name in [n for n in os.environ if n.startswith("MEMPHIS_")]:
+        monkeypatch.delenv(name)
+    import consumer
+    import producer
+
+    yield producer, consumer
+    for name in ("producer", "consumer"):
+        sys.modules.pop(name, None)
 
 
-def test_bad_environment_and_arguments_are_reported():
-    result = run("producer.py", [], {"MEMPHIS_PORT": "six"})
-    assert result.returncode == 2 and "MEMPHIS_PORT must be an integer, got 'six'" in result.stderr
-    assert "Traceback" not in result.stderr
-    result = run("consumer.py", ["--count", "0"], {})
-    assert result.returncode == 2 and "--count must be >= 1" in result.stderr
+def test_broker_unreachable_exits_2_with_the_reason(scripts, monkeypatch, capsys):
+    port = str(refused_port())
+    monkeypatch.setenv("MEMPHIS_PORT", port)
+    for script in scripts:
+        assert script.main(["--count", "1"]) == 2
+        err = capsys.readouterr().err
+        assert "could not connect" in err and port in err, err
+
+
+def test_bad_environment_and_arguments_are_reported(scripts, monkeypatch, capsys):
+    producer, consumer = scripts
+    monkeypatch.setenv("MEMPHIS_PORT", "six")
+    assert producer.main([]) == 2
+    assert "producer: MEMPHIS_PORT must be an integer, got 'six'" in capsys.readouterr().err
+    monkeypatch.setenv("MEMPHIS_PORT", "6666")
+    monkeypatch.setenv("MEMPHIS_PASSWORD", "pw")
+    monkeypatch.setenv("MEMPHIS_CONNECTION_TOKEN", "tok")
+    assert consumer.main([]) == 2
+    assert "consumer: set MEMPHIS_CONNECTION_TOKEN or MEMPHIS_PASSWORD, not both" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        consumer.main(["--count", "0"])
+    assert exit_info.value.code == 2 and "--count must be >= 1" in capsys.readouterr().err
