@@ -7,6 +7,7 @@ Settings from the command line or ``GUNICORN_CMD_ARGS`` (e.g. ``--bind``) take p
 """
 
 import logging
+from typing import Any
 
 import memphis_sync
 
@@ -18,7 +19,7 @@ graceful_timeout = 15
 log = logging.getLogger("gunicorn.error")
 
 
-def post_worker_init(worker):  # in the worker, after the fork and after loading the app
+def post_worker_init(worker: Any) -> None:  # in the worker, after the fork and after loading the app
     holder = worker.wsgi.extensions["memphis"]
     try:
         memphis = holder.get()
@@ -28,6 +29,6 @@ def post_worker_init(worker):  # in the worker, after the fork and after loading
         log.info("worker %s: connected to Memphis (connection %s)", worker.pid, memphis.connection_id)
 
 
-def worker_exit(server, worker):  # in the worker, as it exits
+def worker_exit(server: Any, worker: Any) -> None:  # in the worker, as it exits
     worker.wsgi.extensions["memphis"].close()
     log.info("worker %s: closed its Memphis connection", worker.pid)

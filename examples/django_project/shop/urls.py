@@ -1,7 +1,6 @@
 """URLs of the example project."""
 
 from django.urls import path
-
 from orders import views
 
 urlpatterns = [
