@@ -33,6 +33,7 @@ import atexit
 import json
 import os
 import threading
+import time
 from typing import Any, Dict, Optional, Tuple
 
 from flask import Flask, Response, jsonify, request
@@ -40,6 +41,7 @@ from memphis_env import connect_kwargs
 
 import memphis_sync
 from memphis_sync.errors import (
+    MemphisConnectError,
     MemphisError,
     MemphisHeaderError,
     MemphisSchemaError,
@@ -51,6 +53,7 @@ from memphis_sync.errors import (
 __all__ = ["MemphisHolder", "create_app", "app"]
 
 ACK_WAIT_SEC = 5  # a request waits at most this for the broker's ack
+RETRY_CONNECT_SEC = 2.0  # after a failed connect, requests fail at once for this long
 
 
 class BrokerUnavailable(Exception):
@@ -67,19 +70,29 @@ class MemphisHolder:
         self._memphis: Optional[memphis_sync.Memphis] = None
         self._consumer: Optional[memphis_sync.Consumer] = None
         self._pid = 0
+        self._failure: Optional[Tuple[float, str]] = None  # (when, why) of the last failed connect
 
     def get(self) -> memphis_sync.Memphis:
         """The connection of this process, made on first use.
 
         A connection inherited through ``fork()`` is replaced (the library closes it in the
-        child); a connection that is reconnecting is kept (it recovers by itself).
+        child); a connection that is reconnecting is kept (it recovers by itself). After a
+        failed connect, calls fail at once with its reason for ``RETRY_CONNECT_SEC``, so
+        that request threads do not queue up behind connect attempts (each up to its timeout).
         """
         memphis = self._memphis
         if memphis is not None and self._pid == os.getpid():
             return memphis
         with self._lock:
             if self._memphis is None or self._pid != os.getpid():
-                self._memphis = memphis_sync.connect(**self.kwargs)  # MemphisConnectError: a 503
+                if self._failure is not None and time.monotonic() - self._failure[0] < RETRY_CONNECT_SEC:
+                    raise BrokerUnavailable(f"{self._failure[1]} (the next attempt within {RETRY_CONNECT_SEC:g} s)")
+                try:
+                    self._memphis = memphis_sync.connect(**self.kwargs)
+                except MemphisConnectError as exc:  # a 503 (see the error handlers)
+                    self._failure = (time.monotonic(), str(exc))
+                    raise
+                self._failure = None
                 self._consumer = None
                 self._pid = os.getpid()
             return self._memphis

@@ -145,14 +145,18 @@ def test_bad_requests_get_400(memphis_broker, serve):
         conn.close()
 
 
-def test_broker_unreachable_gives_503_with_the_reason(serve):
+def test_broker_unreachable_gives_503_with_the_reason(serve, monkeypatch):
+    import flask_app
+
+    monkeypatch.setattr(flask_app, "RETRY_CONNECT_SEC", 60.0)  # the second request comes well within it
     kwargs = {"host": "127.0.0.1", "port": refused_port(), "username": "root", "connection_token": "memphis"}
     served = serve(kwargs, "flask-orders-down")
     status, body = served.request("POST", "/orders", {"id": "x"})
     assert status == 503
     assert body["error"] == "the message broker is unavailable"
     assert "could not connect" in body["detail"] and str(kwargs["port"]) in body["detail"]
-    assert served.request("GET", "/orders")[0] == 503
+    status, again = served.request("GET", "/orders")  # within RETRY_CONNECT_SEC: the same reason, at once
+    assert status == 503 and again["detail"] == body["detail"] + " (the next attempt within 60 s)"
 
 
 def test_broker_going_down_gives_503_at_once_then_recovers(memphis_broker_function, serve):
