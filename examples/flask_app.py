@@ -13,8 +13,8 @@ Run it (with ``memphis-sync broker`` running in another terminal)::
 
     cd examples
     flask --app flask_app run --with-threads
-    curl -X POST -H 'Content-Type: application/json' -d '{"id": "o-1", "qty": 2}' localhost:5000/orders
-    curl 'localhost:5000/orders?max=10'
+
+then POST a JSON object such as ``{"id": "o-1", "qty": 2}`` to http://127.0.0.1:5000/orders.
 
 Endpoints:
 

@@ -35,11 +35,12 @@ class Served:
         self.thread = threading.Thread(target=self.server.serve_forever, name="werkzeug-test-server", daemon=True)
         self.thread.start()
 
-    def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Tuple[int, Dict[str, Any]]:
+    def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None,
+                headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, Any]]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             data = json.dumps(body).encode() if body is not None else None
-            conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+            conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
             resp = conn.getresponse()
             return resp.status, json.loads(resp.read())
         finally:
@@ -117,6 +118,8 @@ def test_a_retried_request_is_stored_once_and_the_fetch_endpoint_returns_it(memp
     other = served.request("POST", "/orders", {"id": "b", "qty": 2})
     assert [first[0], again[0], other[0]] == [201, 201, 201]
     assert again[1]["duplicate"] is True and again[1]["seq"] == first[1]["seq"]
+    keyed = [served.request("POST", "/orders", {"qty": 3}, headers={"Idempotency-Key": "k-1"}) for _ in range(2)]
+    assert [(s, b["msg_id"], b["duplicate"]) for s, b in keyed] == [(201, "k-1", False), (201, "k-1", True)]
 
     messages: List[Dict[str, Any]] = []
 
@@ -124,10 +127,10 @@ def test_a_retried_request_is_stored_once_and_the_fetch_endpoint_returns_it(memp
         status, body = served.request("GET", "/orders?max=10")
         assert status == 200, body
         messages.extend(body["messages"])
-        return len(messages) >= 2
+        return len(messages) >= 3
 
-    wait_until(fetched, 10, "the two orders through GET /orders")
-    assert [m["data"] for m in messages] == [{"id": "a", "qty": 1}, {"id": "b", "qty": 2}]
+    wait_until(fetched, 10, "the three orders through GET /orders")
+    assert [m["data"] for m in messages] == [{"id": "a", "qty": 1}, {"id": "b", "qty": 2}, {"qty": 3}]
     assert served.request("GET", "/orders?max=10") == (200, {"station": station, "messages": []})  # acked: gone
 
 
