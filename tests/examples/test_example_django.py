@@ -14,7 +14,7 @@ import urllib.request
 from typing import Any, Dict, Iterator, List, Set
 
 import pytest
-from example_tools import EXAMPLES, broker_env, doc_command, refused_port, subprocess_env
+from example_tools import EXAMPLES, ServerProcess, broker_env, doc_command, start_server, subprocess_env
 
 import memphis_sync
 from memphis_sync.broker.local import LocalBroker
@@ -98,8 +98,8 @@ def test_the_view_produces_through_one_lazy_connection(memphis_broker, client_fo
         assert [json.loads(bytes(m.get_data())) for m in got] == [{"id": "o-1", "qty": 1}, {"id": "o-2", "qty": 2}]
 
 
-def test_the_view_answers_503_when_the_broker_is_down(client_for):
-    client = client_for({"host": "127.0.0.1", "port": refused_port(), "username": "root", "connection_token": "memphis"}, "x")
+def test_the_view_answers_503_when_the_broker_is_down(client_for, unused_port):
+    client = client_for({"host": "127.0.0.1", "port": unused_port, "username": "root", "connection_token": "memphis"}, "x")
     response = _post(client, {"id": "o-1"})
     assert response.status_code == 503
     assert response.json()["error"] == "the message broker is unavailable"
@@ -124,8 +124,8 @@ def test_consume_orders_command_receives_what_the_view_produced(memphis_broker, 
     assert "CommandError: only 0 of 1 orders within 1 s" in result.stderr
 
 
-def test_manage_py_check_works_with_the_broker_down():
-    env = {"MEMPHIS_PORT": str(refused_port())}
+def test_manage_py_check_works_with_the_broker_down(unused_port):
+    env = {"MEMPHIS_PORT": str(unused_port)}
     argv, cwd = doc_command("django-check")
     result = subprocess.run(argv, cwd=cwd, env=subprocess_env(env), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -138,49 +138,46 @@ def test_manage_py_check_works_with_the_broker_down():
     assert "Traceback" not in result.stderr
 
 
-def _interrupt(proc: "subprocess.Popen[str]") -> str:
-    """Ctrl-C to the process group of ``proc`` (runserver's parent and child); its output."""
-    try:
-        os.killpg(proc.pid, signal.SIGINT)
-        return proc.communicate(timeout=20)[0]
-    except ProcessLookupError:  # the group is gone already
-        return proc.communicate(timeout=20)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        return proc.communicate()[0]
-
-
 def _client_names(broker: LocalBroker) -> Set[str]:
     connz = broker.nats_server.monitor("/connz?limit=1000")  # type: ignore[union-attr]
     return {c.get("name", "") for c in connz.get("connections") or []}
 
 
 def test_runserver_autoreloader_parent_never_connects_and_the_child_closes_at_exit(memphis_broker):
-    port = refused_port()  # free now, for runserver to take
-    env = dict(broker_env(memphis_broker), ORDERS_STATION="django-runserver")
+    env = subprocess_env(dict(broker_env(memphis_broker), ORDERS_STATION="django-runserver"))
     before = _client_names(memphis_broker)
-    argv, cwd = doc_command("django-runserver", port)  # with the autoreloader
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env=subprocess_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,  # its own process group: Ctrl-C (SIGINT) reaches parent and child
-    )
-    try:
-        def post() -> Any:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/orders/", data=b'{"id": "r-1"}',
-                                             headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    return json.loads(response.read())
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None, f"runserver exited: {proc.communicate()[0]}"
-                return None
 
-        body = wait_until(post, 30, "runserver to answer")
-        assert body["pid"] != proc.pid, "the request is served by the autoreloader's child"
-        new = _client_names(memphis_broker) - before
-        assert new == {f"{body['connection_id']}::{memphis_broker.username}"}, "one connection: the child's"
-    finally:
-        out = _interrupt(proc)
+    def make(port: int) -> Any:
+        argv, cwd = doc_command("django-runserver", port)  # with the autoreloader
+        return argv, cwd, env
+
+    def post(server: ServerProcess, port: int) -> Any:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/orders/", data=b'{"id": "r-1"}',
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError):
+            if server.proc.poll() is not None:
+                assert "That port is already in use" in server.output, f"runserver exited: {server.output}"
+                return "port taken"
+            return None
+
+    for _ in range(3):
+        # printed before the child binds the port: another process may take it in between
+        server, port = start_server(make, "Quit the server with CONTROL-C.", start_new_session=True)
+        try:
+            body = wait_until(lambda: post(server, port), 30, "runserver to answer")
+            if body == "port taken":
+                continue
+            assert body["pid"] != server.proc.pid, "the request is served by the autoreloader's child"
+            new = _client_names(memphis_broker) - before
+            assert new == {f"{body['connection_id']}::{memphis_broker.username}"}, "one connection: the child's"
+            break
+        finally:
+            out = server.stop(signal.SIGINT, group=True)  # Ctrl-C reaches parent and child (its own group)
+    else:
+        pytest.fail(f"runserver found no free port in 3 attempts: {out}")
     assert out.count("connected to Memphis at") == 1, out
     assert f"closed the Memphis connection (pid {body['pid']})" in out, out
     wait_until(lambda: not (_client_names(memphis_broker) - before), 10, "the child's connection to be gone")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from example_tools import refused_port
 from werkzeug.serving import BaseWSGIServer, make_server
 
 import memphis_sync
@@ -148,11 +147,11 @@ def test_bad_requests_get_400(memphis_broker, serve):
         conn.close()
 
 
-def test_broker_unreachable_gives_503_with_the_reason(serve, monkeypatch):
+def test_broker_unreachable_gives_503_with_the_reason(serve, monkeypatch, unused_port):
     import flask_app
 
     monkeypatch.setattr(flask_app, "RETRY_CONNECT_SEC", 60.0)  # the second request comes well within it
-    kwargs = {"host": "127.0.0.1", "port": refused_port(), "username": "root", "connection_token": "memphis"}
+    kwargs = {"host": "127.0.0.1", "port": unused_port, "username": "root", "connection_token": "memphis"}
     served = serve(kwargs, "flask-orders-down")
     status, body = served.request("POST", "/orders", {"id": "x"})
     assert status == 503

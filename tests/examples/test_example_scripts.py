@@ -10,7 +10,7 @@ import sys
 from typing import Any, Dict, List
 
 import pytest
-from example_tools import EXAMPLES, broker_env, doc_command, refused_port, subprocess_env
+from example_tools import EXAMPLES, broker_env, doc_command, subprocess_env
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +79,8 @@ def scripts(examples_on_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         sys.modules.pop(name, None)
 
 
-def test_broker_unreachable_exits_2_with_the_reason(scripts, monkeypatch, capsys):
-    port = str(refused_port())
+def test_broker_unreachable_exits_2_with_the_reason(scripts, monkeypatch, capsys, unused_port):
+    port = str(unused_port)
     monkeypatch.setenv("MEMPHIS_PORT", port)
     for script in scripts:
         assert script.main(["--count", "1"]) == 2
