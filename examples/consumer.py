@@ -66,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     print(json.dumps({"seq": msg.get_sequence_number(), "data": decode(msg)}), flush=True)
                     msg.ack()
                     received += 1
-    except (memphis_sync.MemphisError, ValueError) as exc:  # ValueError: a bad MEMPHIS_* variable
+    except memphis_sync.MemphisError as exc:  # also a bad MEMPHIS_* variable (MemphisValueError)
         print(f"consumer: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

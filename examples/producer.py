@@ -52,7 +52,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 message = {"n": n, "text": args.text}
                 producer.produce(message, msg_id=f"{args.id_prefix}-{n}", nonblocking=args.nonblocking)
             producer.flush(timeout=60)  # the nonblocking acks (nothing to wait for otherwise)
-    except (memphis_sync.MemphisError, ValueError) as exc:  # ValueError: a bad MEMPHIS_* variable
+    except memphis_sync.MemphisError as exc:  # also a bad MEMPHIS_* variable (MemphisValueError)
         print(f"producer: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

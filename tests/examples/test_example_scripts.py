@@ -92,12 +92,12 @@ def test_bad_environment_and_arguments_are_reported(scripts, monkeypatch, capsys
     producer, consumer = scripts
     monkeypatch.setenv("MEMPHIS_PORT", "six")
     assert producer.main([]) == 2
-    assert "producer: MEMPHIS_PORT must be an integer, got 'six'" in capsys.readouterr().err
+    assert "producer: memphis: MEMPHIS_PORT must be an integer, got 'six'" in capsys.readouterr().err
     monkeypatch.setenv("MEMPHIS_PORT", "6666")
     monkeypatch.setenv("MEMPHIS_PASSWORD", "pw")
     monkeypatch.setenv("MEMPHIS_CONNECTION_TOKEN", "tok")
     assert consumer.main([]) == 2
-    assert "consumer: set MEMPHIS_CONNECTION_TOKEN or MEMPHIS_PASSWORD, not both" in capsys.readouterr().err
+    assert "consumer: memphis: set MEMPHIS_CONNECTION_TOKEN or MEMPHIS_PASSWORD, not both" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         consumer.main(["--count", "0"])
     assert exit_info.value.code == 2 and "--count must be >= 1" in capsys.readouterr().err

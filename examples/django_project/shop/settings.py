@@ -8,6 +8,8 @@ nothing: the connection is made on first use, in the process that uses it (order
 
 import os
 
+from memphis_sync.memphis.url import settings_from_env
+
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
@@ -23,16 +25,12 @@ WSGI_APPLICATION = "shop.wsgi.application"
 DATABASES: dict = {}  # the example keeps no data of its own
 USE_TZ = True
 
-# Keyword arguments of memphis_sync.connect().
-MEMPHIS = {
-    "host": os.environ.get("MEMPHIS_HOST") or "127.0.0.1",
-    "port": int(os.environ.get("MEMPHIS_PORT") or 6666),
-    "username": os.environ.get("MEMPHIS_USERNAME") or "root",
-}
-if os.environ.get("MEMPHIS_PASSWORD"):
-    MEMPHIS.update(password=os.environ["MEMPHIS_PASSWORD"], account_id=int(os.environ.get("MEMPHIS_ACCOUNT_ID") or 1))
-else:
-    MEMPHIS["connection_token"] = os.environ.get("MEMPHIS_CONNECTION_TOKEN") or "memphis"
+# Keyword arguments of memphis_sync.connect(): the local broker's defaults, then the MEMPHIS_*
+# variables (MEMPHIS_URL, MEMPHIS_HOST, MEMPHIS_PORT, MEMPHIS_USERNAME, MEMPHIS_CONNECTION_TOKEN
+# or MEMPHIS_PASSWORD, MEMPHIS_ACCOUNT_ID, ...).
+MEMPHIS = {"host": "127.0.0.1", "username": "root", **settings_from_env()}
+if not MEMPHIS.get("connection_token") and not MEMPHIS.get("password"):
+    MEMPHIS["connection_token"] = "memphis"
 ORDERS_STATION = os.environ.get("ORDERS_STATION") or "orders"
 
 LOGGING = {  # the example's connect/close lines on the console
