@@ -39,18 +39,32 @@ app = Celery("celery_app", broker=BROKER_URL)
 if BROKER_URL.startswith("filesystem://"):
     folder = os.environ.get("CELERY_FILESYSTEM_DIR") or os.path.join(tempfile.gettempdir(), "celery-example")
     os.makedirs(folder, exist_ok=True)
-    app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder}
+    app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder, "polling_interval": 0.2}
 app.conf.task_ignore_result = True  # results go to Memphis, not to a result backend
 
-_memphis: Optional[memphis_sync.Memphis] = None
+_memphis: Optional[memphis_sync.Memphis] = None  # this pool process's connection
+
+
+def get_memphis() -> memphis_sync.Memphis:
+    """This pool process's connection (made in ``worker_process_init``, or here if that failed).
+
+    A pool process runs one task at a time, so no lock is needed.
+    """
+    global _memphis
+    if _memphis is None:
+        _memphis = memphis_sync.connect(**connect_kwargs())
+        logger.info("pool process %d: connected to Memphis (connection %s)", os.getpid(), _memphis.connection_id)
+    return _memphis
 
 
 @worker_process_init.connect
 def connect_memphis(**_: Any) -> None:
-    """In each pool process, after the fork: its own connection."""
-    global _memphis
-    _memphis = memphis_sync.connect(**connect_kwargs())
-    logger.info("pool process %d: connected to Memphis (connection %s)", os.getpid(), _memphis.connection_id)
+    """In each pool process, after the fork: its own connection. With the broker down, the
+    process starts anyway (an exception here would stop the worker) and its tasks connect."""
+    try:
+        get_memphis()
+    except memphis_sync.MemphisError as exc:
+        logger.warning("pool process %d: no Memphis connection yet: %s", os.getpid(), exc)
 
 
 @worker_process_shutdown.connect
@@ -65,9 +79,8 @@ def close_memphis(**_: Any) -> None:
 @app.task
 def produce_order(order: Dict[str, Any]) -> int:
     """Produce ``order`` (its ``id`` is the message id) and return the stream sequence."""
-    if _memphis is None:
-        raise RuntimeError("no Memphis connection in this process: is it a worker's pool process?")
-    ack = _memphis.produce(STATION, "celery", dict(order, pid=os.getpid(), connection=_memphis.connection_id),
-                           msg_id=str(order.get("id") or "") or None, ack_wait_sec=10)
-    assert ack is not None
+    memphis = get_memphis()
+    ack = memphis.produce(STATION, "celery", dict(order, pid=os.getpid(), connection=memphis.connection_id),
+                          msg_id=str(order.get("id") or "") or None, ack_wait_sec=10)
+    assert ack is not None  # a single-station blocking produce returns its PubAck
     return ack.seq

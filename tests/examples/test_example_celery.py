@@ -75,3 +75,27 @@ def test_each_pool_process_has_its_own_connection(memphis_broker, tmp_path: Path
     assert out.count(": closed its Memphis connection") == 2, out
     assert "Traceback" not in out, out
     wait_until(lambda: not (_client_names(memphis_broker) - before), 10, "the pool's connections to be gone")
+
+
+def test_a_pool_process_starts_with_the_broker_down_and_its_task_connects_later(
+    memphis_broker, examples_on_path, monkeypatch, unused_port, tmp_path: Path, caplog
+):
+    """The signal handlers and the task, called in this process as a pool process would."""
+    pytest.importorskip("celery")
+    monkeypatch.setenv("CELERY_FILESYSTEM_DIR", str(tmp_path / "celery"))
+    monkeypatch.setenv("ORDERS_STATION", "celery-later")
+    monkeypatch.setenv("MEMPHIS_HOST", memphis_broker.host)
+    monkeypatch.setenv("MEMPHIS_PORT", str(unused_port))  # the broker is down
+    import celery_app
+
+    try:
+        with caplog.at_level("WARNING", logger="celery_app"):
+            celery_app.connect_memphis()  # must not raise: that would stop the worker
+        assert "no Memphis connection yet" in caplog.text and "could not connect" in caplog.text
+        assert celery_app._memphis is None
+        monkeypatch.setenv("MEMPHIS_PORT", str(memphis_broker.port))  # the broker is back
+        assert celery_app.produce_order.run({"id": "later-1"}) == 1  # the task body: connects now
+        assert celery_app._memphis is not None
+    finally:
+        celery_app.close_memphis()
+    assert celery_app._memphis is None
