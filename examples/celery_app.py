@@ -39,7 +39,10 @@ app = Celery("celery_app", broker=BROKER_URL)
 if BROKER_URL.startswith("filesystem://"):
     folder = os.environ.get("CELERY_FILESYSTEM_DIR") or os.path.join(tempfile.gettempdir(), "celery-example")
     os.makedirs(folder, exist_ok=True)
-    app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder, "polling_interval": 0.2}
+    app.conf.broker_transport_options = {
+        "data_folder_in": folder, "data_folder_out": folder, "control_folder": os.path.join(folder, "control"),
+        "polling_interval": 0.2,
+    }
 app.conf.task_ignore_result = True  # results go to Memphis, not to a result backend
 
 _memphis: Optional[memphis_sync.Memphis] = None  # this pool process's connection
