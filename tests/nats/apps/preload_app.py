@@ -13,14 +13,16 @@ _KWARGS = json.loads(os.environ["MEMPHIS_TEST_CONNECT"])
 _STATION = os.environ["MEMPHIS_TEST_STATION"]
 _lock = threading.Lock()
 _memphis = memphis_sync.connect(**_KWARGS)  # made before the fork, on purpose
+_pid = os.getpid()
 
 
 def memphis() -> memphis_sync.Memphis:
     """The recipe of docs/recipes.rst: one lazy connection per process."""
-    global _memphis
+    global _memphis, _pid
     with _lock:
-        if _memphis is None or not _memphis.is_connected():
+        if _memphis is None or _pid != os.getpid():
             _memphis = memphis_sync.connect(**_KWARGS)
+            _pid = os.getpid()
         return _memphis
 
 
