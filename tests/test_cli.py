@@ -267,3 +267,42 @@ def test_the_readme_commands(memphis_broker):
     assert code == 0 and out == "first order\n"
     args = build_parser().parse_args(commands[0])  # the broker line parses (tests/broker runs the broker command)
     assert args.command == "broker" and args.port == 6666
+
+
+def _doc_commands(page: str) -> List[str]:
+    text = (REPO / "docs" / page).read_text(encoding="utf-8")
+    return [line.strip()[2:].split("  #")[0].strip() for line in text.splitlines()
+            if line.strip().startswith("$ ") and "memphis-sync" in line]
+
+
+@pytest.mark.parametrize("page", ["cli.rst", "quickstart.rst"])
+def test_the_docs_commands_as_written(memphis_broker, page, tmp_path, monkeypatch):
+    """Every ``$ memphis-sync ...`` line of the page: client commands run against the session
+    broker (its host and port added, the station renamed, the bench's count made small); broker
+    and demo lines parse (tests/broker and tests/test_demo.py run those commands)."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)  # bench --plot writes its PNG here
+    station = _name("docs")
+    ran = []
+    for line in _doc_commands(page):
+        stdin = ""
+        if "|" in line:  # "seq 1 1000 | memphis-sync produce orders"
+            feeder, line = (part.strip() for part in line.split("|", 1))
+            first, last = (int(n) for n in shlex.split(feeder)[1:])
+            assert shlex.split(feeder)[0] == "seq"
+            stdin = "".join(f"{n}\n" for n in range(first, last + 1))
+        argv = shlex.split(line.split(">")[0].split(";")[0])[1:]
+        assert argv, line
+        if argv[0] in ("broker", "demo") or argv == ["--version"]:
+            if argv != ["--version"]:
+                assert build_parser().parse_args(argv).command == argv[0]
+            continue
+        argv = [station if arg == "orders" else ("1000" if prev == "--messages" else arg)
+                for prev, arg in zip([""] + argv, argv)]
+        if argv[0] == "bench":
+            argv += ["--station", _name("docs-bench")]
+        code, out, err = _run(*argv, "--host", memphis_broker.host, "--port", str(memphis_broker.port), stdin=stdin)
+        assert code == 0, (line, err)
+        ran.append(argv[0])
+    assert "produce" in ran and "consume" in ran and "stations" in ran
