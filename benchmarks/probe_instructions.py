@@ -4,6 +4,7 @@ do not depend on what else the machine does, unlike wall-clock benchmarks):
 
     valgrind --tool=callgrind python benchmarks/probe_instructions.py PORT N pub   # N publishes + flush
     valgrind --tool=callgrind python benchmarks/probe_instructions.py PORT N sub   # N received by a subscription
+    valgrind --tool=callgrind python benchmarks/probe_instructions.py PORT N rr    # N request/reply round trips
 
 Run each with two values of N (10,000 and 30,000) and subtract: the difference divided by the
 difference of N is the cost per message, without the start-up (imports, connect). Uses the
@@ -22,6 +23,13 @@ if what == "pub":
     for _ in range(n):
         publish("bench.pub", payload)
     conn.flush(timeout=600)
+elif what == "rr":
+    other = connect(f"nats://127.0.0.1:{port}")
+    other.subscribe("bench.rr", callback=lambda msg: other.publish(msg.reply, msg.payload))
+    other.flush(timeout=60)
+    for _ in range(n):
+        conn.request("bench.rr", b"z" * 128, timeout=600)
+    other.close()
 else:
     sub = conn.subscribe("bench.sub")
     conn.flush(timeout=60)

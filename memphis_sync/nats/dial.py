@@ -27,7 +27,6 @@ from .protocol import PING, Info, Parser, encode_connect
 from .reconnect import build_retrying
 from .servers import ServerAddress, TlsOptions, redact_url
 from .transport import SocketStream, Stream, TlsStream, open_tcp
-from .websocket import open_websocket
 
 __all__: List[str] = []
 
@@ -119,6 +118,8 @@ class _Dialer(_ConnectionCore):
                 use_tls = server.tls or self._tls is not None
                 if use_tls:
                     stream = self._tls_stream(sock, server, deadline)
+                from .websocket import open_websocket  # wsproto only when a ws:// server is dialed (import time)
+
                 stream = open_websocket(stream, server, deadline, self._kick_flusher)
                 info = read_info(stream, parser, deadline, self.connect_timeout, server.url)
             else:
