@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -58,6 +59,8 @@ from memphis_sync.nats.protocol import Msg
 from memphis_sync.nats.reconnect import ReconnectPolicy
 
 __all__ = ["ControlPlane", "SERVICES"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +265,9 @@ class ControlPlane:
                 if not isinstance(exc, rules.Refusal):
                     logger.exception("control plane: %s failed", msg.subject)
                 answer = self._error_reply(fmt, _error_text(exc))
-            payload = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
+            # a text may quote a name with a lone surrogate (JSON "\udc80" decodes to one): like the
+            # broker's Go, send U+FFFD for it rather than fail to encode and never answer
+            payload = _SURROGATE.sub("\ufffd", answer).encode() if isinstance(answer, str) else json.dumps(answer).encode()
             conn = self._ctx.connection_or_none()
             if msg.reply and conn is not None:
                 try:

@@ -436,3 +436,13 @@ def test_second_instance_shares_the_queue_groups(conn: Connection, memphis_broke
         for name in names:
             assert second.get_station(name) is not None  # one shared metadata store
             assert ask(conn, "$memphis_station_creations", station_request(name)) == ""
+
+
+def test_a_reply_quoting_a_lone_surrogate_is_sent(conn: Connection) -> None:
+    """A name with a lone surrogate (JSON "\\udc80") is quoted back as U+FFFD, as Go's broker
+    does, instead of failing to encode and leaving the client waiting for a reply."""
+    body = {"name": "c\udc80", "station_name": "no-such-station", "username": "root", "connection_id": "x", "req_version": 1}
+    reply = ask(conn, "$memphis_consumer_destructions", body)
+    assert reply == "Consumer c\ufffd at station no-such-station does not exist"
+    body["name"] = "c"  # positive control: the same text, a plain name
+    assert ask(conn, "$memphis_consumer_destructions", body) == "Consumer c at station no-such-station does not exist"
