@@ -96,7 +96,8 @@ class LocalBroker:
             port, as in tests; the ``memphis-sync broker`` command uses 7770,
             ``_defaults.MEMPHIS_WS_PORT``, as a Memphis broker); None turns it off. Same TLS as
             the client port. With ``cluster_size`` > 1 every node gets a free port.
-        mqtt_port: Also listen for MQTT (0 = free port).
+        mqtt_port: Also listen for MQTT (0 = free port; in a cluster every node gets a free
+            port, see :attr:`mqtt_urls`).
         rest_port: Also serve HTTP like the Memphis REST gateway (0 = free port; off by
             default): see :mod:`memphis_sync.broker.rest` (needs the ``broker`` extra).
         rest_settings: Limits and token lifetimes of the REST ingress
@@ -152,8 +153,8 @@ class LocalBroker:
         self._requested_ws_port = websocket_port if cluster_size == 1 else None
         if websocket_port is not None:
             kwargs["websocket_port"] = websocket_port if cluster_size == 1 else 0
-        if mqtt_port is not None:
-            kwargs["mqtt_port"] = mqtt_port
+        if mqtt_port is not None:  # nodes of one host cannot share a port: each gets a free one (mqtt_urls)
+            kwargs["mqtt_port"] = mqtt_port if cluster_size == 1 else 0
         self._auth_callout: Optional[AuthCallout] = None
         if password is None:
             types = {**{name: "application" for name in self._users}, username: "root"}

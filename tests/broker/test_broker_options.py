@@ -23,8 +23,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.slow
 def test_cluster_of_three_with_r3_stations_and_two_control_planes(memphis_broker_factory: Callable[..., LocalBroker]) -> None:
-    broker = memphis_broker_factory(cluster_size=3)
+    with socket.socket() as taken:  # a fixed MQTT port: nodes of one host cannot share it
+        taken.bind(("127.0.0.1", 0))
+        fixed = taken.getsockname()[1]
+    broker = memphis_broker_factory(cluster_size=3, mqtt_port=fixed)
     assert len(broker.pids) == 3 and len(broker.urls) == 3
+    assert len({url.rsplit(":", 1)[1] for url in broker.mqtt_urls}) == 3  # each node its own free MQTT port
     conn = connect(broker.urls[2], token="memphis", name="t::root")
     try:
         js = JetStream(conn)
