@@ -25,7 +25,7 @@ from stress_tools import Bounds, Worker, join_or_fail, release, spawn, wait_for
 
 import memphis_sync
 from memphis_sync import _defaults
-from memphis_sync.errors import JetStreamError, MemphisError, NoStreamResponseError
+from memphis_sync.errors import JetStreamError, MemphisError, NoStreamResponseError, RequestTimeout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,8 +78,11 @@ class Mixed:
 
 
 def _gone(exc: BaseException) -> bool:
-    """The documented errors of using a station another thread just destroyed."""
-    if isinstance(exc, NoStreamResponseError):
+    """The documented errors of using a station another thread just destroyed. A produce that
+    reached the server while its stream was being deleted may get no answer at all (nats-server
+    drops what it had queued for a stream it stops): it ends in RequestTimeout after ack_wait
+    (seen once in a few hundred runs; docs/reliability.rst)."""
+    if isinstance(exc, (NoStreamResponseError, RequestTimeout)):
         return True
     if isinstance(exc, MemphisError) and "destroyed" in str(exc):
         return True
