@@ -78,10 +78,10 @@ class Mixed:
 
 
 def _gone(exc: BaseException) -> bool:
-    """The documented errors of using a station another thread just destroyed. A produce that
-    reached the server while its stream was being deleted may get no answer at all (nats-server
-    drops what it had queued for a stream it stops): it ends in RequestTimeout after ack_wait
-    (seen once in a few hundred runs; docs/reliability.rst)."""
+    """The documented errors of using a station another thread just destroyed. A produce sent
+    while its stream was being deleted may get no answer at all (neither an ack nor "no
+    responders"; seen once in a few hundred runs): it ends in RequestTimeout after ack_wait
+    (docs/reliability.rst)."""
     if isinstance(exc, (NoStreamResponseError, RequestTimeout)):
         return True
     if isinstance(exc, MemphisError) and "destroyed" in str(exc):
