@@ -212,30 +212,16 @@ def main():
         return
 
     sys.path.insert(0, ROOT)
+    from bench_streams import filled_stream, fresh_stream
+
     from memphis_sync.broker import NatsServer
     from memphis_sync.jetstream import JetStream
-    from memphis_sync.jetstream.types import ConsumerConfig, StreamConfig
     from memphis_sync.nats.connection import connect
 
     results = {}
     with NatsServer(port=0, extra_config={"jetstream": {"max_memory_store": 8 * 1024**3}}) as server:
         admin = connect(server.url)
         js = JetStream(admin, timeout=30)
-
-        def fresh_stream(name):
-            try:
-                js.delete_stream(name)
-            except Exception:
-                pass
-            js.add_stream(StreamConfig(name=name, subjects=[f"{name}.>"], storage="memory"))
-
-        def filled_stream(name, size, count):
-            fresh_stream(name)
-            payload = b"x" * size
-            for _ in range(count):
-                js.publish_async(f"{name}.x", payload)
-            js.publish_async_complete(timeout=120)
-            js.add_consumer(name, ConsumerConfig(durable_name="c1", ack_policy="explicit", max_ack_pending=-1))
 
         sizes = [int(s) for s in args.sizes.split(",")]
         for rep in range(args.repeats):
@@ -245,17 +231,17 @@ def main():
                 async_n = args.async_count // (20 if big else 1)
                 fetch_n = args.fetch_count // (10 if big else 1)
                 for impl in ("raw", "ours", "nats-py"):
-                    fresh_stream("BP")
+                    fresh_stream(js, "BP")
                     r = raw_pub(server.port, "BP", size, sync_n, 1) if impl == "raw" else child(f"{impl}-pub", server.port, "BP", size, sync_n, 1)
                     results.setdefault(("publish w=1", size, impl), []).append(r["msgs_s"])
-                    fresh_stream("BP")
+                    fresh_stream(js, "BP")
                     r = raw_pub(server.port, "BP", size, async_n, 1024) if impl == "raw" else child(f"{impl}-pub", server.port, "BP", size, async_n, 1024)
                     results.setdefault(("publish w=1024", size, impl), []).append(r["msgs_s"])
-                    filled_stream("BF", size, fetch_n)
+                    filled_stream(js, "BF", size, fetch_n)
                     r = raw_fetch(server.port, "BF", size, fetch_n, 100) if impl == "raw" else child(f"{impl}-fetch", server.port, "BF", size, fetch_n, 100)
                     results.setdefault(("fetch b=100 +ack", size, impl), []).append(r["msgs_s"])
                     js.delete_stream("BF")  # free the server's memory before the next measurement
-        fresh_stream("BM")
+        fresh_stream(js, "BM")
         mem = child("ours-memory", server.port, "BM", 128, args.memory_count, 1024)
         admin.close()
 
